@@ -1,0 +1,456 @@
+import { randomUUID } from 'node:crypto';
+import type { MqttClient } from 'mqtt';
+import { Backoff, sleep } from '../components/shared/backoff';
+import { ACK_SCHEMA, checkAck, checkEnvelope, parseJson, type AckCommand, type Envelope, type WireRecord } from '../components/shared/envelope';
+import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
+import { APP, commandTopic, parseDataTopic } from '../components/shared/topics';
+import type { ArchiveBackend } from './archive';
+import { createIngestClient, endClient } from './connection';
+import { healthKey, MAX_KEY_SEQ, recordKey, rejectedKey, STATUS_KEY } from './keys';
+import { Ledger, MAX_GAPS } from './ledger';
+
+/** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
+export const MAX_PAYLOAD_BYTES = 128 * 1024;
+export const DEFAULT_ACK_WINDOW_MS = 200;
+export const DEFAULT_STATUS_INTERVAL_MS = 1000;
+export const HEALTH_STREAM = 'health';
+/** A rejected oversized message keeps only its head: the reason says why, the rest is noise. */
+export const REJECTED_PAYLOAD_HEAD_BYTES = 4096;
+
+export interface CloudIngestOptions {
+  archive: ArchiveBackend;
+  /** A client to drive. The ingest attaches its listeners at once and never ends this client. */
+  client?: MqttClient;
+  /** Used when no client is given: the ingest connects (clean: false) and ends the client on stop(). */
+  brokerUrl?: string;
+  clientId?: string;
+  app?: string;
+  logger?: Logger;
+  /** Acks for one (device, stream, epoch) within this window become one ack; 0 acks every envelope. */
+  ackWindowMs?: number;
+  /** How often _status/ingest.json is rewritten; 0 writes it only on stop(). */
+  statusIntervalMs?: number;
+  maxPayloadBytes?: number;
+  /** Attempts per archive write before the envelope is given up (and the device resends). */
+  archiveAttempts?: number;
+  archiveRetryBaseMs?: number;
+  /** Bound on waiting for acks to be PUBACKed during stop(), for when the broker is gone. */
+  stopTimeoutMs?: number;
+  now?: () => Date;
+}
+
+export interface IngestStats {
+  received: number;
+  /** Envelopes that passed every check, including those whose records were all duplicates. */
+  accepted: number;
+  recordsArchived: number;
+  duplicatesDropped: number;
+  /** Rejected messages by reason category: the reason's text before its first ':'. */
+  rejected: Record<string, number>;
+  acksSent: number;
+  objectsWritten: number;
+  healthStored: number;
+  archiveErrors: number;
+  ackErrors: number;
+  /** Messages received and not yet fully handled. */
+  inFlight: number;
+}
+
+type Outcome = { ok: true } | { ok: false; reason: string };
+
+/**
+ * The cloud side of the delivery proof: validates envelopes, archives each record exactly once
+ * per (device, stream, epoch, seq), and tells each device its watermark and gaps. See
+ * cloud/README.md for the contract.
+ */
+export class CloudIngest {
+  private readonly archive: ArchiveBackend;
+  private readonly client: MqttClient;
+  private readonly ownsClient: boolean;
+  private readonly app: string;
+  private readonly logger: Logger;
+  private readonly ackWindowMs: number;
+  private readonly statusIntervalMs: number;
+  private readonly maxPayloadBytes: number;
+  private readonly archiveAttempts: number;
+  private readonly archiveRetryBaseMs: number;
+  private readonly stopTimeoutMs: number;
+  private readonly now: () => Date;
+
+  private ledger: Ledger | undefined;
+  private markReady!: () => void;
+  /** Messages can arrive (queued QoS 1 from a persistent session) before the ledger is rebuilt. */
+  private readonly ready = new Promise<void>((resolve) => (this.markReady = resolve));
+  private markSubscribed!: () => void;
+  private readonly subscribed = new Promise<void>((resolve) => (this.markSubscribed = resolve));
+  private started = false;
+  private stopping = false;
+  private readonly startedAt: Date;
+
+  /** Tail of each (thing, stream)'s processing chain: one message at a time, in arrival order. */
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly pendingAcks = new Map<string, { device: string; stream: string; epoch: string; timer: NodeJS.Timeout }>();
+  private readonly ackPublishes = new Set<Promise<void>>();
+  private statusTimer: NodeJS.Timeout | undefined;
+  private statusWrite: Promise<void> | undefined;
+  private statusFailing = false;
+
+  private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected'> = {
+    received: 0,
+    accepted: 0,
+    recordsArchived: 0,
+    duplicatesDropped: 0,
+    acksSent: 0,
+    objectsWritten: 0,
+    healthStored: 0,
+    archiveErrors: 0,
+    ackErrors: 0,
+  };
+  private readonly rejectedByReason = new Map<string, number>();
+  private inFlight = 0;
+
+  private readonly onMessage = (topic: string, payload: Buffer): void => this.receive(topic, payload);
+  private readonly onConnect = (): void => {
+    this.subscribe().then(this.markSubscribed, (error) =>
+      this.logger.error('subscribe failed; will retry on next connect', { filter: this.filter, error: errorMessage(error) }),
+    );
+  };
+
+  constructor(options: CloudIngestOptions) {
+    this.archive = options.archive;
+    this.app = options.app ?? APP;
+    this.logger = options.logger ?? createLogger('CloudIngest', { app: this.app });
+    this.ackWindowMs = nonNegative('ackWindowMs', options.ackWindowMs ?? DEFAULT_ACK_WINDOW_MS);
+    this.statusIntervalMs = nonNegative('statusIntervalMs', options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS);
+    this.maxPayloadBytes = nonNegative('maxPayloadBytes', options.maxPayloadBytes ?? MAX_PAYLOAD_BYTES);
+    this.archiveAttempts = Math.max(1, Math.floor(options.archiveAttempts ?? 3));
+    this.archiveRetryBaseMs = Math.max(1, options.archiveRetryBaseMs ?? 100);
+    this.stopTimeoutMs = nonNegative('stopTimeoutMs', options.stopTimeoutMs ?? 5000);
+    this.now = options.now ?? (() => new Date());
+    this.startedAt = this.now();
+    if (options.client) {
+      this.client = options.client;
+      this.ownsClient = false;
+    } else if (options.brokerUrl) {
+      this.client = createIngestClient(options.brokerUrl, options.clientId ?? `${this.app}-cloud-ingest`, this.logger);
+      this.ownsClient = true;
+    } else {
+      throw new TypeError('CloudIngest needs a client or a brokerUrl');
+    }
+    // Attached now, in the tick the client was built in, so no message of a resumed session is
+    // PUBACKed by MQTT.js before a listener has seen it.
+    this.client.on('message', this.onMessage);
+  }
+
+  /** The subscription filter: every data topic of this app. */
+  get filter(): string {
+    return `dt/${this.app}/+/+`;
+  }
+
+  /** Rebuilds the ledger from the archive, then resolves once subscribed (waiting for the broker if need be). */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('CloudIngest already started');
+    this.started = true;
+    const ignored: string[] = [];
+    this.ledger = await Ledger.rebuild(this.archive, (key) => ignored.push(key));
+    if (ignored.length > 0) this.logger.warn('ignored archive keys outside the record layout', { count: ignored.length, first: ignored.slice(0, 5) });
+    this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length });
+    this.markReady();
+    if (this.statusIntervalMs > 0) {
+      this.statusTimer = setInterval(() => void this.writeStatus(), this.statusIntervalMs);
+      this.statusTimer.unref();
+    }
+    this.client.on('connect', this.onConnect);
+    if (this.client.connected) this.onConnect();
+    await this.subscribed;
+    this.logger.info('ingest subscribed', { filter: this.filter });
+  }
+
+  /**
+   * Finishes every message already received, sends the acks still pending, writes the status one
+   * last time and, if the ingest built the client, ends it. The subscription is kept: with a
+   * persistent session the broker queues what arrives while the ingest is down.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (!this.started) {
+      // Nothing was processed (chains wait for a ledger that will never be built), so there is nothing to finish.
+      this.client.off('message', this.onMessage);
+      if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);
+      return;
+    }
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    await this.idle();
+    this.client.off('message', this.onMessage);
+    this.client.off('connect', this.onConnect);
+    for (const [key, pending] of this.pendingAcks) {
+      clearTimeout(pending.timer);
+      this.pendingAcks.delete(key);
+      this.trackAck(this.sendAck(pending.device, pending.stream, pending.epoch));
+    }
+    const acks = Promise.allSettled([...this.ackPublishes]);
+    const flushed = await Promise.race([acks.then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
+    if (!flushed) this.logger.warn('stop: acks not confirmed by the broker in time; devices will resend', { timeoutMs: this.stopTimeoutMs });
+    await this.writeStatus();
+    if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);
+    this.logger.info('ingest stopped', { stats: this.stats() });
+  }
+
+  /** Resolves when every message received so far (and any received meanwhile) has been handled. */
+  async idle(): Promise<void> {
+    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
+  }
+
+  stats(): IngestStats {
+    return { ...this.counters, rejected: Object.fromEntries(this.rejectedByReason), inFlight: this.inFlight };
+  }
+
+  /** Watermark and gaps as the next ack would report them; undefined for a stream never archived. */
+  ackState(device: string, stream: string, epoch: string): { watermark: number; gaps: Array<[number, number]> } | undefined {
+    const ledger = this.ledger?.peek(device, stream, epoch);
+    return ledger && { watermark: ledger.watermark(), gaps: ledger.gaps(MAX_GAPS) };
+  }
+
+  /** Writes the counters to _status/ingest.json atomically; overlapping calls share one write. */
+  writeStatus(): Promise<void> {
+    if (this.statusWrite) return this.statusWrite;
+    const body = JSON.stringify(
+      { ...this.stats(), app: this.app, connected: this.client.connected, startedAt: this.startedAt.toISOString(), updatedAt: this.now().toISOString() },
+      null,
+      2,
+    );
+    this.statusWrite = this.archive
+      .put(STATUS_KEY, body)
+      .then(
+        () => {
+          if (this.statusFailing) this.logger.info('status file writable again');
+          this.statusFailing = false;
+        },
+        (error) => {
+          if (!this.statusFailing) this.logger.warn('status file write failed', { key: STATUS_KEY, error: errorMessage(error) });
+          this.statusFailing = true;
+        },
+      )
+      .finally(() => (this.statusWrite = undefined));
+    return this.statusWrite;
+  }
+
+  private async subscribe(): Promise<void> {
+    const granted = await this.client.subscribeAsync(this.filter, { qos: 1 });
+    // MQTT 3.1.1 section 3.9.3: return code 0x80 in SUBACK means the subscription was refused.
+    const refused = granted.find((g) => g.qos === 128);
+    if (refused) throw new Error(`broker refused subscription to ${refused.topic}`);
+  }
+
+  private receive(topic: string, payload: Buffer): void {
+    this.counters.received += 1;
+    const receivedAt = this.now();
+    const parsed = parseDataTopic(topic);
+    // Same (thing, stream) → same chain. Anything unparsable gets its own chain key.
+    const chainKey = parsed ? `${parsed.thing}\u0000${parsed.stream}` : `\u0000${topic}`;
+    this.inFlight += 1;
+    const previous = this.chains.get(chainKey) ?? this.ready;
+    const next: Promise<void> = previous
+      .then(() => this.handle(topic, payload, receivedAt))
+      .catch((error: unknown) => {
+        this.logger.error('unexpected error handling message', { topic, error: errorMessage(error) });
+      })
+      .finally(() => {
+        this.inFlight -= 1;
+        if (this.chains.get(chainKey) === next) this.chains.delete(chainKey);
+      });
+    this.chains.set(chainKey, next);
+  }
+
+  private async handle(topic: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const parsed = parseDataTopic(topic);
+    if (!parsed || parsed.app !== this.app) {
+      return this.reject(topic, payload, receivedAt, `topic: "${topic}" is not dt/${this.app}/<thing>/<stream>`);
+    }
+    if (payload.length > this.maxPayloadBytes) {
+      return this.reject(topic, payload, receivedAt, `oversized: ${payload.length} bytes, limit ${this.maxPayloadBytes} (AWS IoT Core payload limit)`);
+    }
+    if (parsed.stream === HEALTH_STREAM) return this.storeHealth(topic, parsed.thing, payload, receivedAt);
+
+    const json = parseJson(payload);
+    if (!json.ok) return this.reject(topic, payload, receivedAt, json.reason);
+    const checked = checkEnvelope(json.value);
+    if (!checked.ok) return this.reject(topic, payload, receivedAt, checked.reason);
+    const envelope = checked.value;
+    if (envelope.device !== parsed.thing || envelope.stream !== parsed.stream) {
+      return this.reject(
+        topic,
+        payload,
+        receivedAt,
+        `mis-addressed: topic names thing "${parsed.thing}" stream "${parsed.stream}", envelope says device "${envelope.device}" stream "${envelope.stream}"`,
+      );
+    }
+    if (envelope.seqTo > MAX_KEY_SEQ) {
+      return this.reject(topic, payload, receivedAt, `range: seqTo ${envelope.seqTo} exceeds ${MAX_KEY_SEQ}, the archive key layout's limit`);
+    }
+    const expectedId = `${envelope.device}/${envelope.stream}/${envelope.epoch}/${envelope.seqFrom}-${envelope.seqTo}`;
+    if (envelope.envelopeId !== expectedId) {
+      // Provenance only: the records passed every check, so refusing them would just make the device resend forever.
+      this.logger.warn('envelopeId does not follow the contract', { topic, envelopeId: envelope.envelopeId, expected: expectedId });
+    }
+    this.counters.accepted += 1;
+    const outcome = await this.archiveEnvelope(envelope, receivedAt);
+    if (outcome.ok) this.scheduleAck(envelope.device, envelope.stream, envelope.epoch);
+  }
+
+  private async archiveEnvelope(envelope: Envelope, receivedAt: Date): Promise<Outcome> {
+    const ledger = this.ledger!.stream(envelope.device, envelope.stream, envelope.epoch);
+    const runs = ledger.missingFrom(envelope.records);
+    const fresh = runs.reduce((sum, run) => sum + run.length, 0);
+    this.counters.duplicatesDropped += envelope.count - fresh;
+    for (const run of runs) {
+      const seqFrom = run[0].seq;
+      const seqTo = run[run.length - 1].seq;
+      const key = recordKey(envelope.device, envelope.stream, envelope.epoch, seqFrom, seqTo);
+      const body = recordRunBody(envelope, run, receivedAt);
+      try {
+        await this.withRetries(() => this.archive.put(key, body));
+      } catch (error) {
+        this.counters.archiveErrors += 1;
+        this.logger.error('archive write failed; envelope not acked, the device will resend', {
+          key,
+          envelopeId: envelope.envelopeId,
+          attempts: this.archiveAttempts,
+          error: errorMessage(error),
+        });
+        return { ok: false, reason: 'archive' };
+      }
+      // Only after the put: a crash in between leaves an object the ledger rebuild will find.
+      ledger.add(seqFrom, seqTo);
+      this.counters.recordsArchived += run.length;
+      this.counters.objectsWritten += 1;
+    }
+    return { ok: true };
+  }
+
+  private async storeHealth(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const json = parseJson(payload);
+    if (!json.ok) return this.reject(topic, payload, receivedAt, `health: ${json.reason}`);
+    if (typeof json.value !== 'object' || json.value === null || Array.isArray(json.value)) {
+      return this.reject(topic, payload, receivedAt, 'health: payload is not a JSON object');
+    }
+    const body = JSON.stringify({ device, receivedAt: receivedAt.toISOString(), health: json.value });
+    try {
+      await this.withRetries(() => this.archive.put(healthKey(device), body));
+      this.counters.healthStored += 1;
+    } catch (error) {
+      this.counters.archiveErrors += 1;
+      this.logger.error('health write failed', { topic, error: errorMessage(error) });
+    }
+  }
+
+  /** Counts, logs and keeps the message, like an IoT rule's error action; the ingest carries on. */
+  private async reject(topic: string, payload: Buffer, receivedAt: Date, reason: string): Promise<void> {
+    const category = reason.split(':', 1)[0];
+    this.rejectedByReason.set(category, (this.rejectedByReason.get(category) ?? 0) + 1);
+    this.logger.warn('message rejected', { reason, category, topic, bytes: payload.length });
+    const key = rejectedKey(receivedAt, randomUUID());
+    const truncated = category === 'oversized' && payload.length > REJECTED_PAYLOAD_HEAD_BYTES;
+    const kept = truncated ? payload.subarray(0, REJECTED_PAYLOAD_HEAD_BYTES) : payload;
+    const utf8 = isUtf8(kept);
+    const body = JSON.stringify({
+      reason,
+      category,
+      topic,
+      receivedAt: receivedAt.toISOString(),
+      bytes: payload.length,
+      truncated,
+      payloadEncoding: utf8 ? 'utf8' : 'base64',
+      payload: kept.toString(utf8 ? 'utf8' : 'base64'),
+    });
+    try {
+      await this.withRetries(() => this.archive.put(key, body));
+    } catch (error) {
+      this.counters.archiveErrors += 1;
+      this.logger.error('could not store rejected message', { key, reason, topic, error: errorMessage(error) });
+    }
+  }
+
+  private scheduleAck(device: string, stream: string, epoch: string): void {
+    const key = `${device}\u0000${stream}\u0000${epoch}`;
+    // A pending ack reads the ledger when it fires, so it already covers this envelope.
+    if (this.pendingAcks.has(key)) return;
+    if (this.ackWindowMs === 0 || this.stopping) {
+      this.trackAck(this.sendAck(device, stream, epoch));
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.pendingAcks.delete(key);
+      this.trackAck(this.sendAck(device, stream, epoch));
+    }, this.ackWindowMs);
+    this.pendingAcks.set(key, { device, stream, epoch, timer });
+  }
+
+  private trackAck(publish: Promise<void>): void {
+    this.ackPublishes.add(publish);
+    void publish.finally(() => this.ackPublishes.delete(publish));
+  }
+
+  private async sendAck(device: string, stream: string, epoch: string): Promise<void> {
+    const state = this.ackState(device, stream, epoch);
+    if (!state) return;
+    const ack: AckCommand = { schema: ACK_SCHEMA, stream, epoch, watermark: state.watermark, gaps: state.gaps, issuedAt: this.now().toISOString() };
+    const checked = checkAck(ack);
+    if (!checked.ok) {
+      this.counters.ackErrors += 1;
+      this.logger.error('refusing to send an ack that breaks the ack contract', { device, stream, epoch, reason: checked.reason });
+      return;
+    }
+    try {
+      await this.client.publishAsync(commandTopic(device, 'ack', this.app), JSON.stringify(ack), { qos: 1 });
+      this.counters.acksSent += 1;
+    } catch (error) {
+      // The device's next resend triggers a fresh ack, so a lost one only delays deletion.
+      this.counters.ackErrors += 1;
+      this.logger.warn('ack publish failed', { device, stream, epoch, error: errorMessage(error) });
+    }
+  }
+
+  private async withRetries(operation: () => Promise<void>): Promise<void> {
+    const backoff = new Backoff(this.archiveRetryBaseMs, this.archiveRetryBaseMs * 20);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await operation();
+      } catch (error) {
+        if (attempt >= this.archiveAttempts) throw error;
+        const delay = backoff.nextDelayMs();
+        this.logger.warn('archive write failed; retrying', { attempt, delayMs: delay, error: errorMessage(error) });
+        await sleep(delay);
+      }
+    }
+  }
+}
+
+/** The object stored for one contiguous run; the key names the same run. */
+function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date): string {
+  return JSON.stringify({
+    device: envelope.device,
+    stream: envelope.stream,
+    epoch: envelope.epoch,
+    seqFrom: run[0].seq,
+    seqTo: run[run.length - 1].seq,
+    envelopeId: envelope.envelopeId,
+    receivedAt: receivedAt.toISOString(),
+    records: run,
+  });
+}
+
+function isUtf8(bytes: Buffer): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!(value >= 0) || !Number.isFinite(value)) throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
+  return value;
+}

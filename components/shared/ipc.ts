@@ -1,0 +1,213 @@
+import { greengrasscoreipc, eventstream_rpc, io } from 'aws-iot-device-sdk-v2';
+import type { Logger } from './logger';
+import { errorMessage } from './logger';
+import { Backoff, sleep } from './backoff';
+
+type Client = greengrasscoreipc.Client;
+type Model = typeof greengrasscoreipc.model;
+const model: Model = greengrasscoreipc.model;
+
+/**
+ * The components' Greengrass IPC connection: the SDK's own client, plus what the brief asks of
+ * every component: a failed connect or a lost connection is retried with jittered backoff (never
+ * a crash loop), and subscriptions are re-established after a reconnect.
+ */
+export interface IpcOptions {
+  logger: Logger;
+  connectBackoffBaseMs?: number;
+  connectBackoffMaxMs?: number;
+  /** Give up connecting after this long and let the caller exit non-zero (default: never). */
+  connectDeadlineMs?: number;
+  /** Socket and token; by default from AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID. */
+  socketPath?: string;
+  authToken?: string;
+}
+
+/** An SDK IPC client for an explicit socket and token (the local CLI, tests). */
+export function createIpcClient(socketPath: string, authToken: string): Client {
+  return greengrasscoreipc.createClient({
+    hostName: socketPath,
+    port: 0,
+    socketOptions: new io.SocketOptions(io.SocketType.STREAM, io.SocketDomain.LOCAL),
+    connectTransform: async (options) => {
+      options.message.payload = JSON.stringify({ authToken });
+      return options.message;
+    },
+  });
+}
+
+interface Subscription {
+  describe: string;
+  open: (client: Client) => Promise<eventstream_rpc.StreamingOperation<unknown, unknown, unknown, unknown>>;
+  operation?: eventstream_rpc.StreamingOperation<unknown, unknown, unknown, unknown>;
+}
+
+export type IpcErrorKind = 'unauthorized' | 'service' | 'connection' | 'other';
+
+/**
+ * The SDK reports every modelled error as RpcError type "ServiceError" with the payload only, so
+ * the nucleus's message text is what tells UnauthorizedError apart ("... is not authorized ...").
+ */
+export function classifyIpcError(error: unknown): IpcErrorKind {
+  const rpc = error as Partial<eventstream_rpc.RpcError> | undefined;
+  const message = String(rpc?.serviceError?.message ?? rpc?.description ?? errorMessage(error));
+  if (/not authorized/i.test(message)) return 'unauthorized';
+  if (rpc?.type === eventstream_rpc.RpcErrorType.ServiceError) return 'service';
+  if (rpc?.type === eventstream_rpc.RpcErrorType.ClientStateError || rpc?.type === eventstream_rpc.RpcErrorType.NetworkError) return 'connection';
+  return 'other';
+}
+
+export function describeIpcError(error: unknown): string {
+  const rpc = error as Partial<eventstream_rpc.RpcError> | undefined;
+  if (rpc?.serviceError?.message) return String(rpc.serviceError.message);
+  return rpc?.description ?? errorMessage(error);
+}
+
+export class GreengrassIpc {
+  private client?: Client;
+  private readonly subscriptions: Subscription[] = [];
+  private closed = false;
+  private reconnecting?: Promise<void>;
+  readonly counters = { connects: 0, disconnects: 0, callFailures: 0 };
+
+  private constructor(private readonly options: IpcOptions) {}
+
+  static async connect(options: IpcOptions): Promise<GreengrassIpc> {
+    const ipc = new GreengrassIpc(options);
+    await ipc.establish();
+    return ipc;
+  }
+
+  get connected(): boolean {
+    return this.client !== undefined && !this.reconnecting;
+  }
+
+  async publishToTopic(topic: string, message: unknown): Promise<void> {
+    await this.call((c) => c.publishToTopic({ topic, publishMessage: { jsonMessage: { message: message as object } } }));
+  }
+
+  async subscribeToTopic(topic: string, onMessage: (message: unknown, topic: string) => void): Promise<void> {
+    await this.addSubscription({
+      describe: `SubscribeToTopic ${topic}`,
+      open: async (client) => {
+        const operation = client.subscribeToTopic({ topic });
+        operation.on('message', (event) => {
+          if (event.jsonMessage) onMessage(event.jsonMessage.message, event.jsonMessage.context?.topic ?? topic);
+          else if (event.binaryMessage?.message !== undefined) {
+            onMessage(Buffer.from(event.binaryMessage.message as Uint8Array).toString('utf8'), event.binaryMessage.context?.topic ?? topic);
+          }
+        });
+        await operation.activate();
+        return operation as never;
+      },
+    });
+  }
+
+  /** QoS 1 by default; a ServiceError here means the nucleus spooler refused it (back-pressure). */
+  async publishToIoTCore(topicName: string, payload: Buffer | string, options: { qos?: 0 | 1; retain?: boolean } = {}): Promise<void> {
+    const qos = options.qos === 0 ? model.QOS.AT_MOST_ONCE : model.QOS.AT_LEAST_ONCE;
+    await this.call((c) => c.publishToIoTCore({ topicName, qos, payload, retain: options.retain }));
+  }
+
+  async subscribeToIoTCore(topicName: string, onMessage: (payload: Buffer, topic: string) => void): Promise<void> {
+    await this.addSubscription({
+      describe: `SubscribeToIoTCore ${topicName}`,
+      open: async (client) => {
+        const operation = client.subscribeToIoTCore({ topicName, qos: model.QOS.AT_LEAST_ONCE });
+        operation.on('message', (event) => {
+          const message = event.message;
+          if (!message) return;
+          onMessage(Buffer.from((message.payload ?? new Uint8Array()) as Uint8Array), message.topicName ?? topicName);
+        });
+        await operation.activate();
+        return operation as never;
+      },
+    });
+  }
+
+  async updateState(state: 'RUNNING' | 'ERRORED'): Promise<void> {
+    await this.call((c) => c.updateState({ state: state === 'RUNNING' ? model.ReportedLifecycleState.RUNNING : model.ReportedLifecycleState.ERRORED }));
+  }
+
+  async getConfiguration(keyPath: string[] = [], componentName?: string): Promise<Record<string, unknown>> {
+    const response = await this.call((c) => c.getConfiguration({ keyPath, componentName }));
+    return (response.value ?? {}) as Record<string, unknown>;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const subscription of this.subscriptions) await subscription.operation?.close().catch(() => undefined);
+    await this.client?.close().catch(() => undefined);
+    this.client = undefined;
+  }
+
+  /** One attempt; connection-level failures trigger a background reconnect and are rethrown. */
+  private async call<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+    if (this.reconnecting) await this.reconnecting;
+    if (!this.client) throw new Error('IPC client is closed');
+    try {
+      return await fn(this.client);
+    } catch (error) {
+      this.counters.callFailures += 1;
+      if (classifyIpcError(error) === 'connection') this.scheduleReconnect('call failed on a broken connection');
+      throw error;
+    }
+  }
+
+  private async addSubscription(subscription: Subscription): Promise<void> {
+    this.subscriptions.push(subscription);
+    if (this.reconnecting) await this.reconnecting;
+    if (!this.client) throw new Error('IPC client is closed');
+    subscription.operation = await subscription.open(this.client);
+  }
+
+  private async establish(): Promise<void> {
+    const backoff = new Backoff(this.options.connectBackoffBaseMs ?? 200, this.options.connectBackoffMaxMs ?? 10_000);
+    const started = Date.now();
+    for (;;) {
+      const { socketPath, authToken } = this.options;
+      const client = socketPath && authToken ? createIpcClient(socketPath, authToken) : greengrasscoreipc.createClient();
+      try {
+        await client.connect();
+        client.on('disconnection', (event) => {
+          if (this.closed || this.client !== client) return;
+          this.counters.disconnects += 1;
+          this.options.logger.warn('IPC connection lost; reconnecting', { reason: event?.reason ? errorMessage(event.reason) : undefined });
+          this.scheduleReconnect('disconnection');
+        });
+        this.client = client;
+        this.counters.connects += 1;
+        for (const subscription of this.subscriptions) subscription.operation = await subscription.open(client);
+        if (this.counters.connects > 1) this.options.logger.info('IPC reconnected', { subscriptions: this.subscriptions.length });
+        return;
+      } catch (error) {
+        await client.close().catch(() => undefined);
+        const elapsed = Date.now() - started;
+        if (this.closed) throw new Error('IPC client closed while connecting');
+        if (this.options.connectDeadlineMs !== undefined && elapsed > this.options.connectDeadlineMs) {
+          throw new Error(`could not connect to Greengrass IPC within ${this.options.connectDeadlineMs} ms: ${describeIpcError(error)}`);
+        }
+        const delay = backoff.nextDelayMs();
+        this.options.logger.warn('IPC connect failed; retrying', { attempt: backoff.attempts, delayMs: delay, error: describeIpcError(error) });
+        await sleep(delay);
+      }
+    }
+  }
+
+  private scheduleReconnect(reason: string): void {
+    if (this.closed || this.reconnecting) return;
+    const previous = this.client;
+    this.client = undefined;
+    this.reconnecting = (async () => {
+      this.options.logger.info('re-establishing IPC connection', { reason });
+      await previous?.close().catch(() => undefined);
+      await this.establish();
+    })()
+      .catch((error) => {
+        this.options.logger.error('IPC reconnect failed', { error: errorMessage(error) });
+      })
+      .finally(() => {
+        this.reconnecting = undefined;
+      });
+  }
+}

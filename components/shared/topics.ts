@@ -1,0 +1,44 @@
+/**
+ * Topic layout from the AWS whitepaper "Designing MQTT Topics for AWS IoT Core":
+ * telemetry on dt/<app>/<thing>/<stream>, commands to a device on cmd/<app>/<thing>/<kind>.
+ * IoT Core limits a topic to 256 bytes and 7 slashes; these stay at 3.
+ */
+export const APP = 'elevator';
+
+export const MAX_TOPIC_BYTES = 256;
+
+export function dataTopic(thing: string, stream: string, app = APP): string {
+  return checkedTopic(`dt/${app}/${thing}/${stream}`);
+}
+
+export function commandTopic(thing: string, kind: 'ack' | 'backfill', app = APP): string {
+  return checkedTopic(`cmd/${app}/${thing}/${kind}`);
+}
+
+export function healthTopic(thing: string, app = APP): string {
+  return dataTopic(thing, 'health', app);
+}
+
+/** Local (Greengrass pub/sub) topic on which each component publishes its heartbeat. */
+export function heartbeatTopic(component: string, app = APP): string {
+  return `${app}/heartbeat/${component}`;
+}
+
+export function heartbeatWildcard(app = APP): string {
+  return `${app}/heartbeat/+`;
+}
+
+/** Splits dt/<app>/<thing>/<stream>; returns undefined for anything else. */
+export function parseDataTopic(topic: string): { app: string; thing: string; stream: string } | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 4 || parts[0] !== 'dt' || parts.some((p) => p.length === 0)) return undefined;
+  return { app: parts[1], thing: parts[2], stream: parts[3] };
+}
+
+function checkedTopic(topic: string): string {
+  const bytes = Buffer.byteLength(topic);
+  if (bytes > MAX_TOPIC_BYTES) {
+    throw new RangeError(`topic "${topic}" is ${bytes} bytes; AWS IoT Core allows at most ${MAX_TOPIC_BYTES}`);
+  }
+  return topic;
+}

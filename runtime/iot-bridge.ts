@@ -1,0 +1,140 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from '../components/shared/logger';
+import { errorMessage } from '../components/shared/logger';
+import { Spooler, type SpooledMessage } from './spooler';
+import { topicMatches } from './topic-filter';
+
+/**
+ * The runtime's connection to "AWS IoT Core": a real MQTT broker (embedded aedes by default, or
+ * any broker URL). It plays the nucleus's MQTT client: one connection with the thing name as
+ * client id and a persistent session, a spooler in front of it, at most maxInFlightPublishes
+ * QoS 1 publishes awaiting PUBACK (nucleus mqtt.maxInFlightPublishes, default 5), and
+ * subscriptions shared by every component that asked for the same filter.
+ */
+export interface IotBridgeOptions {
+  brokerUrl: string;
+  clientId: string;
+  spoolerMaxBytes?: number;
+  maxInFlightPublishes?: number;
+  /** Nucleus mqtt.maxMessageSizeInBytes, default 128 KiB (IoT Core's payload limit). */
+  maxMessageSizeInBytes?: number;
+  logger: Logger;
+}
+
+export const DEFAULT_MAX_IN_FLIGHT_PUBLISHES = 5;
+export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 128 * 1024;
+
+export type IotMessageListener = (topic: string, payload: Buffer, retain: boolean) => void;
+
+export class IotBridge {
+  readonly spooler: Spooler;
+  readonly counters = { published: 0, publishFailures: 0, received: 0, connects: 0, disconnects: 0 };
+  private client?: MqttClient;
+  private readonly inFlight = new Set<number>();
+  private readonly listeners = new Map<number, { filter: string; listener: IotMessageListener }>();
+  private readonly filterRefs = new Map<string, number>();
+  private nextListenerId = 1;
+  private readonly maxInFlight: number;
+  readonly maxMessageSize: number;
+
+  constructor(private readonly options: IotBridgeOptions) {
+    this.spooler = new Spooler(options.spoolerMaxBytes);
+    this.maxInFlight = options.maxInFlightPublishes ?? DEFAULT_MAX_IN_FLIGHT_PUBLISHES;
+    this.maxMessageSize = options.maxMessageSizeInBytes ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  start(): void {
+    const client = mqtt.connect(this.options.brokerUrl, {
+      clientId: this.options.clientId,
+      clean: false,
+      keepalive: 30,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      resubscribe: true,
+    });
+    this.client = client;
+    client.on('connect', () => {
+      this.counters.connects += 1;
+      this.options.logger.info('connected to the IoT broker', { broker: this.options.brokerUrl, clientId: this.options.clientId });
+      for (const filter of this.filterRefs.keys()) this.subscribeOnBroker(filter);
+      this.drain();
+    });
+    client.on('close', () => {
+      if (this.counters.connects > this.counters.disconnects) {
+        this.counters.disconnects += 1;
+        this.options.logger.warn('IoT broker connection lost; spooling until it is back', { spooledBytes: this.spooler.sizeBytes });
+      }
+    });
+    client.on('error', (error) => this.options.logger.warn('IoT broker connection error', { error: error.message }));
+    client.on('message', (topic, payload, packet) => {
+      this.counters.received += 1;
+      for (const { filter, listener } of this.listeners.values()) {
+        if (topicMatches(filter, topic)) listener(topic, payload, packet.retain);
+      }
+    });
+  }
+
+  /** Spools a publish; throws SpoolFullError (the IPC layer turns it into ServiceError). */
+  publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): void {
+    if (qos === 0 && !this.connected) return; // the nucleus drops QoS 0 while offline (keepQos0WhenOffline=false)
+    this.spooler.add(topic, payload, qos, retain);
+    this.drain();
+  }
+
+  subscribe(filter: string, listener: IotMessageListener): () => void {
+    const id = this.nextListenerId++;
+    this.listeners.set(id, { filter, listener });
+    const refs = this.filterRefs.get(filter) ?? 0;
+    this.filterRefs.set(filter, refs + 1);
+    if (refs === 0) this.subscribeOnBroker(filter);
+    return () => {
+      if (!this.listeners.delete(id)) return;
+      const left = (this.filterRefs.get(filter) ?? 1) - 1;
+      if (left > 0) return void this.filterRefs.set(filter, left);
+      this.filterRefs.delete(filter);
+      if (this.connected) this.client?.unsubscribe(filter);
+    };
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+  }
+
+  private subscribeOnBroker(filter: string): void {
+    if (!this.connected) return; // subscribed on (re)connect
+    this.client!.subscribe(filter, { qos: 1 }, (error) => {
+      if (error) this.options.logger.error('broker refused a subscription', { filter, error: error.message });
+    });
+  }
+
+  private drain(): void {
+    while (this.connected && this.inFlight.size < this.maxInFlight) {
+      const message = this.spooler.next(this.inFlight);
+      if (!message) return;
+      this.send(message);
+    }
+  }
+
+  private send(message: SpooledMessage): void {
+    this.inFlight.add(message.id);
+    // MQTT.js keeps an unacknowledged QoS 1 publish in its outgoing store and resends it after a
+    // reconnect, so the callback below fires once the broker really has the message.
+    this.client!.publish(message.topic, message.payload, { qos: message.qos, retain: message.retain }, (error) => {
+      this.inFlight.delete(message.id);
+      if (error) {
+        this.counters.publishFailures += 1;
+        this.options.logger.warn('publish to the IoT broker failed; it stays spooled', { topic: message.topic, error: errorMessage(error) });
+      } else {
+        this.counters.published += 1;
+        this.spooler.remove(message.id);
+      }
+      setImmediate(() => this.drain());
+    });
+  }
+}

@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import YAML from 'yaml';
+import { createLogger, errorMessage } from '../components/shared/logger';
+import { RecipeError } from './recipe';
+import { LocalRuntime } from './runtime';
+
+// Wiring only: parse flags, build the runtime, start it, stop it on SIGTERM/SIGINT.
+const { values } = parseArgs({
+  options: {
+    root: { type: 'string', default: '.local/greengrass' },
+    recipes: { type: 'string', default: 'recipes' },
+    artifacts: { type: 'string', default: 'build/artifacts' },
+    thing: { type: 'string', default: 'elevator-dev-01' },
+    broker: { type: 'string' },
+    config: { type: 'string' },
+    only: { type: 'string' },
+    'spooler-max-bytes': { type: 'string' },
+    'restart-delay-ms': { type: 'string' },
+  },
+});
+
+const logger = createLogger('LocalRuntime', { thing: values.thing });
+
+async function main(): Promise<void> {
+  const configurationMerge = values.config ? (YAML.parse(readFileSync(values.config, 'utf8')) as Record<string, Record<string, unknown>>) : undefined;
+  const runtime = new LocalRuntime({
+    root: values.root!,
+    recipesDir: values.recipes!,
+    artifactsDir: values.artifacts!,
+    thingName: values.thing!,
+    brokerUrl: values.broker,
+    configurationMerge,
+    only: values.only ? values.only.split(',') : undefined,
+    spoolerMaxBytes: values['spooler-max-bytes'] ? Number(values['spooler-max-bytes']) : undefined,
+    restartDelayMs: values['restart-delay-ms'] ? Number(values['restart-delay-ms']) : undefined,
+    logger,
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('stopping on signal', { signal });
+    runtime.stop().then(
+      () => process.exit(0),
+      (error) => {
+        logger.error('runtime stop failed', { error: errorMessage(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await runtime.start();
+}
+
+main().catch((error) => {
+  if (error instanceof RecipeError) logger.error('malformed recipe; the runtime will not start', { error: error.message });
+  else logger.error('runtime failed to start', { error: errorMessage(error), stack: (error as Error).stack });
+  process.exit(2);
+});
