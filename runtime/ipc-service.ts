@@ -23,6 +23,16 @@ export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 50;
 /** The principal the local CLI (npm start, tests) connects as; like aws.greengrass.Cli. */
 export const CLI_PRINCIPAL = 'aws.greengrass.Cli';
 
+/**
+ * What the local CLI may do besides StopComponent/RestartComponent: listen to local pub/sub
+ * (heartbeats for the live status line). Everything else is denied, as for any component.
+ */
+const CLI_ACCESS_CONTROL: AccessControl = {
+  [PUBSUB_SERVICE]: {
+    'aws.greengrass.Cli:pubsub:1': { policyDescription: 'Observe local pub/sub', operations: ['aws.greengrass#SubscribeToTopic'], resources: ['*'] },
+  },
+};
+
 export interface ComponentHandle {
   name: string;
   configuration(): Record<string, unknown>;
@@ -204,6 +214,7 @@ export class IpcService implements RpcHandlers {
   }
 
   private accessControlOf(principal: string): AccessControl | undefined {
+    if (principal === CLI_PRINCIPAL) return CLI_ACCESS_CONTROL;
     return this.runtime.component(principal)?.configuration().accessControl as AccessControl | undefined;
   }
 

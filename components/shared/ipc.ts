@@ -134,6 +134,17 @@ export class GreengrassIpc {
     return (response.value ?? {}) as Record<string, unknown>;
   }
 
+  /** Greengrass CLI operations (StopComponent, RestartComponent); only the CLI principal may call them. */
+  async stopComponent(componentName: string): Promise<void> {
+    const response = await this.call((c) => c.stopComponent({ componentName }));
+    if (response.stopStatus !== model.RequestStatus.SUCCEEDED) throw new Error(`StopComponent ${componentName}: ${response.message ?? response.stopStatus}`);
+  }
+
+  async restartComponent(componentName: string): Promise<void> {
+    const response = await this.call((c) => c.restartComponent({ componentName }));
+    if (response.restartStatus !== model.RequestStatus.SUCCEEDED) throw new Error(`RestartComponent ${componentName}: ${response.message ?? response.restartStatus}`);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const subscription of this.subscriptions) await subscription.operation?.close().catch(() => undefined);

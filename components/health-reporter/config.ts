@@ -1,0 +1,18 @@
+import type { HealthConfig } from './reporter';
+
+export type HealthReporterConfig = HealthConfig;
+
+/** Recipe DefaultConfiguration keys for HealthReporter, with their defaults. */
+export const healthReporterConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    publishIntervalMs: { type: 'integer', minimum: 1000, maximum: 3600000, default: 30000 },
+    expectedComponents: { type: 'array', items: { type: 'string' }, default: ['SensorAcquisition', 'StreamBuffer', 'MqttPublisher'] },
+    heartbeatIntervalMs: { type: 'integer', minimum: 500, maximum: 3600000, default: 5000 },
+    missedHeartbeats: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+    backlogAgeDegradedSec: { type: 'integer', minimum: 1, maximum: 604800, default: 300 },
+    // 100 MiB keeps room for logs and the OS on a small data partition.
+    diskFreeMinBytes: { type: 'integer', minimum: 0, default: 104857600 },
+  },
+};

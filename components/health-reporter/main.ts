@@ -1,0 +1,22 @@
+import { dirname } from 'node:path';
+import { runComponent } from '../shared/component';
+import { healthTopic, heartbeatWildcard } from '../shared/topics';
+import { healthReporterConfigSchema, type HealthReporterConfig } from './config';
+import { HealthReporter } from './reporter';
+
+// Wiring only: heartbeats in over local pub/sub, health out to IoT Core (retained).
+void runComponent<HealthReporterConfig>({
+  name: 'HealthReporter',
+  configSchema: healthReporterConfigSchema,
+  heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
+  async start({ config, logger, thingName, ipc }) {
+    const storeDir = process.env.STORE_PATH ? dirname(process.env.STORE_PATH) : undefined;
+    const reporter = new HealthReporter(thingName, config, storeDir, (message) => ipc.publishToIoTCore(healthTopic(thingName), JSON.stringify(message), { qos: 1, retain: true }), logger);
+    await ipc.subscribeToTopic(heartbeatWildcard(), (message) => reporter.onHeartbeat(message));
+    reporter.start();
+    return {
+      metrics: () => ({ ...reporter.metrics }),
+      stop: () => reporter.stop(),
+    };
+  },
+});

@@ -1,0 +1,141 @@
+import { freemem, loadavg, totalmem, cpus } from 'node:os';
+import { statfsSync } from 'node:fs';
+import { errorMessage, type Logger } from '../shared/logger';
+
+/**
+ * Gathers heartbeats from the other components and system figures, decides healthy / degraded /
+ * unhealthy with the thresholds in its configuration, and publishes a health message on an
+ * interval and at once when the status changes.
+ */
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
+
+export interface HealthConfig {
+  publishIntervalMs: number;
+  expectedComponents: string[];
+  /** The heartbeat interval the other components use. */
+  heartbeatIntervalMs: number;
+  /** A component whose heartbeat is older than this many intervals counts as missing. */
+  missedHeartbeats: number;
+  /** Oldest unacknowledged record older than this makes the device degraded. */
+  backlogAgeDegradedSec: number;
+  /** Free space on the store's filesystem under this makes the device unhealthy. */
+  diskFreeMinBytes: number;
+}
+
+export interface Heartbeat {
+  component: string;
+  time: string;
+  uptimeSec: number;
+  metrics: Record<string, unknown>;
+}
+
+export interface HealthMessage {
+  schema: 'elevator.health/1';
+  device: string;
+  time: string;
+  status: HealthStatus;
+  reasons: string[];
+  components: Record<string, { lastSeenSec: number | null; metrics: Record<string, unknown> | null }>;
+  system: { loadAvg1m: number; cpuCount: number; memFreeBytes: number; memTotalBytes: number; diskFreeBytes: number | null };
+}
+
+export class HealthReporter {
+  private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
+  private timer?: NodeJS.Timeout;
+  private lastStatus?: HealthStatus;
+  readonly metrics = { published: 0, publishFailures: 0, heartbeatsReceived: 0, invalidHeartbeats: 0 };
+
+  constructor(
+    private readonly device: string,
+    private readonly config: HealthConfig,
+    private readonly storeDir: string | undefined,
+    private readonly publish: (message: HealthMessage) => Promise<void>,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.publishNow(), this.config.publishIntervalMs);
+    void this.publishNow();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  onHeartbeat(message: unknown, now = Date.now()): void {
+    const heartbeat = message as Heartbeat;
+    if (typeof heartbeat !== 'object' || heartbeat === null || typeof heartbeat.component !== 'string' || typeof heartbeat.metrics !== 'object') {
+      this.metrics.invalidHeartbeats += 1;
+      this.logger.warn('invalid heartbeat ignored', { message });
+      return;
+    }
+    this.metrics.heartbeatsReceived += 1;
+    this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
+    const status = this.evaluate(now).status;
+    if (this.lastStatus !== undefined && status !== this.lastStatus) void this.publishNow();
+  }
+
+  evaluate(now = Date.now()): HealthMessage {
+    const reasons: string[] = [];
+    let status: HealthStatus = 'healthy';
+    const worsen = (to: HealthStatus, reason: string): void => {
+      reasons.push(reason);
+      if (to === 'unhealthy' || status === 'healthy') status = to;
+    };
+    const components: HealthMessage['components'] = {};
+    const staleAfterMs = this.config.heartbeatIntervalMs * this.config.missedHeartbeats;
+    for (const name of this.config.expectedComponents) {
+      const seen = this.heartbeats.get(name);
+      components[name] = { lastSeenSec: seen ? Math.round((now - seen.receivedAt) / 1000) : null, metrics: seen?.heartbeat.metrics ?? null };
+      if (!seen || now - seen.receivedAt > staleAfterMs) {
+        worsen('degraded', `${name}: no heartbeat for ${this.config.missedHeartbeats} intervals (${staleAfterMs} ms)`);
+      }
+    }
+    const oldest = this.oldestBacklogTime();
+    if (oldest !== null && (now - oldest) / 1000 > this.config.backlogAgeDegradedSec) {
+      worsen('degraded', `oldest unacknowledged record is ${Math.round((now - oldest) / 1000)} s old (limit ${this.config.backlogAgeDegradedSec} s)`);
+    }
+    const diskFree = this.diskFreeBytes();
+    if (diskFree !== null && diskFree < this.config.diskFreeMinBytes) {
+      worsen('unhealthy', `disk free ${diskFree} bytes is under ${this.config.diskFreeMinBytes}`);
+    }
+    return {
+      schema: 'elevator.health/1',
+      device: this.device,
+      time: new Date(now).toISOString(),
+      status,
+      reasons,
+      components,
+      system: { loadAvg1m: loadavg()[0], cpuCount: cpus().length, memFreeBytes: freemem(), memTotalBytes: totalmem(), diskFreeBytes: diskFree },
+    };
+  }
+
+  async publishNow(): Promise<void> {
+    const message = this.evaluate();
+    if (message.status !== this.lastStatus) this.logger.info('health status', { status: message.status, reasons: message.reasons });
+    this.lastStatus = message.status;
+    try {
+      await this.publish(message);
+      this.metrics.published += 1;
+    } catch (error) {
+      this.metrics.publishFailures += 1;
+      this.logger.warn('health message not published; next interval retries', { error: errorMessage(error) });
+    }
+  }
+
+  private oldestBacklogTime(): number | null {
+    const buffer = this.heartbeats.get('StreamBuffer')?.heartbeat.metrics as { store?: { streams?: Array<{ oldestBacklogTime: number | null }> } } | undefined;
+    const times = (buffer?.store?.streams ?? []).map((s) => s.oldestBacklogTime).filter((t): t is number => typeof t === 'number');
+    return times.length > 0 ? Math.min(...times) : null;
+  }
+
+  private diskFreeBytes(): number | null {
+    if (!this.storeDir) return null;
+    try {
+      const stats = statfsSync(this.storeDir);
+      return stats.bavail * stats.bsize;
+    } catch {
+      return null;
+    }
+  }
+}

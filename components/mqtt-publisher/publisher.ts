@@ -1,0 +1,218 @@
+import { Backoff, sleep } from '../shared/backoff';
+import { buildEnvelope, checkAck, parseJson, type WireRecord } from '../shared/envelope';
+import { errorMessage, type Logger } from '../shared/logger';
+import type { PendingRecord, StreamStore } from '../shared/store';
+import { commandTopic, dataTopic } from '../shared/topics';
+import { BackpressureError, TransportError, type Transport } from './transport';
+
+/**
+ * Reads unsent records in sequence order, packs them into envelopes, publishes them with QoS 1,
+ * marks them sent, and resends what the cloud has not acknowledged within resendAfterMs. Records
+ * leave the store only when a cloud ack watermark covers them.
+ */
+export interface PublisherConfig {
+  /**
+   * Upper bound on an envelope's bytes. AWS IoT Core and the nucleus (mqtt.maxMessageSizeInBytes)
+   * both cap a payload at 128 KiB; the default leaves room below that.
+   */
+  maxEnvelopeBytes: number;
+  maxRecordsPerEnvelope: number;
+  /** Pause when there is nothing to send. */
+  idleIntervalMs: number;
+  /** A sent record not acknowledged after this long is sent again. */
+  resendAfterMs: number;
+  backpressureBaseMs: number;
+  backpressureMaxMs: number;
+}
+
+export interface PublisherMetrics {
+  envelopesSent: number;
+  recordsSent: number;
+  recordsResent: number;
+  bytesSent: number;
+  backpressureEvents: number;
+  publishFailures: number;
+  oversizedRecords: number;
+  acksApplied: number;
+  acksIgnored: number;
+  recordsAcked: number;
+  invalidAcks: Record<string, number>;
+  lastPublishAt: string | null;
+  lastAckAt: string | null;
+}
+
+/** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
+const ENVELOPE_OVERHEAD_BYTES = 1024;
+/** Bytes a record adds around its data: {"seq":..,"time":..,"mono":..,"data":} */
+const RECORD_OVERHEAD_BYTES = 80;
+
+export class Publisher {
+  readonly metrics: PublisherMetrics = {
+    envelopesSent: 0,
+    recordsSent: 0,
+    recordsResent: 0,
+    bytesSent: 0,
+    backpressureEvents: 0,
+    publishFailures: 0,
+    oversizedRecords: 0,
+    acksApplied: 0,
+    acksIgnored: 0,
+    recordsAcked: 0,
+    invalidAcks: {},
+    lastPublishAt: null,
+    lastAckAt: null,
+  };
+  private readonly abort = new AbortController();
+  private loop?: Promise<void>;
+  private readonly backoff: Backoff;
+  private ackChain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: StreamStore,
+    private readonly transport: Transport,
+    private readonly thingName: string,
+    private readonly config: PublisherConfig,
+    private readonly logger: Logger,
+  ) {
+    this.backoff = new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
+  }
+
+  async start(): Promise<void> {
+    await this.transport.subscribe(commandTopic(this.thingName, 'ack'), (_topic, payload) => this.onAck(payload));
+    this.loop = this.run();
+  }
+
+  /** Stops after the envelope in flight; nothing is marked sent that was not published. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+    await this.ackChain;
+  }
+
+  /** One pass over every stream; returns the number of envelopes published. */
+  async publishOnce(now = Date.now()): Promise<number> {
+    let published = 0;
+    for (const stream of await this.store.streams()) {
+      if (this.abort.signal.aborted) break;
+      const pending = await this.store.readPending(stream, this.config.maxRecordsPerEnvelope * 4, now - this.config.resendAfterMs);
+      for (const run of contiguousRuns(pending)) {
+        for (const chunk of this.pack(run)) {
+          if (this.abort.signal.aborted) return published;
+          if (!(await this.publishChunk(stream, chunk))) break;
+          published += 1;
+        }
+      }
+    }
+    return published;
+  }
+
+  /** Applies one ack command; invalid ones are counted by reason and logged, never thrown. */
+  onAck(payload: Buffer): void {
+    this.ackChain = this.ackChain.then(async () => {
+      const parsed = parseJson(payload);
+      const checked = parsed.ok ? checkAck(parsed.value) : parsed;
+      if (!checked.ok) {
+        const kind = checked.reason.split(':')[0];
+        this.metrics.invalidAcks[kind] = (this.metrics.invalidAcks[kind] ?? 0) + 1;
+        this.logger.warn('invalid ack ignored', { reason: checked.reason, bytes: payload.length });
+        return;
+      }
+      const ack = checked.value;
+      try {
+        const result = await this.store.applyAck(ack.stream, ack.epoch, ack.watermark, ack.gaps);
+        if (!result.applied) {
+          this.metrics.acksIgnored += 1;
+          this.logger.info('ack for another epoch ignored', { stream: ack.stream, ackEpoch: ack.epoch, storeEpoch: this.store.epoch });
+          return;
+        }
+        this.metrics.acksApplied += 1;
+        this.metrics.recordsAcked += result.deleted;
+        this.metrics.lastAckAt = new Date().toISOString();
+        if (result.resend > 0) this.logger.info('cloud reported gaps; resending', { stream: ack.stream, gaps: ack.gaps, records: result.resend });
+      } catch (error) {
+        this.logger.error('could not apply ack; the next ack will cover it', { stream: ack.stream, error: errorMessage(error) });
+      }
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      try {
+        const published = await this.publishOnce();
+        if (published === 0) await sleep(this.config.idleIntervalMs, this.abort.signal);
+      } catch (error) {
+        const delay = this.backoff.nextDelayMs();
+        if (error instanceof BackpressureError) {
+          this.metrics.backpressureEvents += 1;
+          this.logger.warn('back-pressure from the transport; pausing', { delayMs: delay, reason: error.message });
+        } else {
+          this.metrics.publishFailures += 1;
+          const unauthorized = error instanceof TransportError && error.kind === 'unauthorized';
+          this.logger.log(unauthorized ? 'error' : 'warn', unauthorized ? 'publish not authorized: check the recipe accessControl' : 'publish failed; retrying', {
+            delayMs: delay,
+            error: errorMessage(error),
+          });
+        }
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  private async publishChunk(stream: string, chunk: PendingRecord[]): Promise<boolean> {
+    const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data }));
+    const envelope = buildEnvelope(this.thingName, stream, this.store.epoch, records);
+    const payload = Buffer.from(JSON.stringify(envelope));
+    if (payload.length > this.config.maxEnvelopeBytes) {
+      // Only a single record can get here (pack() splits runs); it can never be sent as is.
+      this.metrics.oversizedRecords += 1;
+      this.logger.error('record larger than maxEnvelopeBytes; stream blocked at this record', {
+        stream,
+        seq: chunk[0].seq,
+        bytes: payload.length,
+        maxEnvelopeBytes: this.config.maxEnvelopeBytes,
+      });
+      return false;
+    }
+    await this.transport.publish(dataTopic(this.thingName, stream), payload, { qos: 1 });
+    await this.store.markSent(stream, envelope.seqFrom, envelope.seqTo, Date.now());
+    this.backoff.reset();
+    this.metrics.envelopesSent += 1;
+    this.metrics.recordsSent += chunk.length;
+    this.metrics.recordsResent += chunk.filter((r) => r.sentAt !== null).length;
+    this.metrics.bytesSent += payload.length;
+    this.metrics.lastPublishAt = new Date().toISOString();
+    this.logger.debug('envelope published', { envelopeId: envelope.envelopeId, records: chunk.length, bytes: payload.length });
+    return true;
+  }
+
+  /** Splits a contiguous run into envelopes bounded by record count and estimated bytes. */
+  private pack(run: PendingRecord[]): PendingRecord[][] {
+    const budget = this.config.maxEnvelopeBytes - ENVELOPE_OVERHEAD_BYTES;
+    const chunks: PendingRecord[][] = [];
+    let current: PendingRecord[] = [];
+    let bytes = 0;
+    for (const record of run) {
+      const size = record.bytes + RECORD_OVERHEAD_BYTES;
+      if (current.length > 0 && (current.length >= this.config.maxRecordsPerEnvelope || bytes + size > budget)) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+      current.push(record);
+      bytes += size;
+    }
+    if (current.length > 0) chunks.push(current);
+    return chunks;
+  }
+}
+
+/** Pending records of one stream split where the sequence jumps (records between were acked or are in flight). */
+export function contiguousRuns(records: PendingRecord[]): PendingRecord[][] {
+  const runs: PendingRecord[][] = [];
+  for (const record of records) {
+    const last = runs[runs.length - 1];
+    if (last && last[last.length - 1].seq + 1 === record.seq) last.push(record);
+    else runs.push([record]);
+  }
+  return runs;
+}

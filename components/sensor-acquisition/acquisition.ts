@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { errorMessage, type Logger } from '../shared/logger';
+import type { AppendInput, StreamStore } from '../shared/store';
+import type { SampledRecord, SensorSource } from './simulator';
+
+/**
+ * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
+ * monotonic time, and appends to the store in small transactions. The store assigns the
+ * per-stream sequence numbers inside the append transaction.
+ */
+export interface AcquisitionConfig {
+  sampleIntervalMs: number;
+  /** +/- fraction of sampleIntervalMs added at random to each tick, so a fleet drifts apart. */
+  jitterFraction: number;
+  flushIntervalMs: number;
+  maxBatchRecords: number;
+  /** Records held in memory while the store cannot take them (disk full, locked). */
+  maxPendingRecords: number;
+}
+
+export interface AcquisitionMetrics {
+  sampled: number;
+  appended: number;
+  appendBatches: number;
+  appendFailures: number;
+  invalid: Record<string, number>;
+  droppedOverflow: number;
+  pending: number;
+  lastAppendAt: string | null;
+}
+
+/**
+ * A per-device offset in [0, interval): the same thing always starts at the same phase, and
+ * different things spread across the interval instead of reporting in lock-step.
+ */
+export function scheduleOffsetMs(thingName: string, intervalMs: number): number {
+  const hash = createHash('sha256').update(thingName).digest();
+  return hash.readUInt32BE(0) % Math.max(1, Math.floor(intervalMs));
+}
+
+/** Domain sanity at the boundary: every value a finite number, string or boolean; named when not. */
+export function invalidReason(record: SampledRecord): string | undefined {
+  if (!/^[a-z0-9-]{1,64}$/.test(record.stream)) return `stream "${record.stream}" is not a valid stream name`;
+  for (const [key, value] of Object.entries(record.data)) {
+    if (typeof value === 'number' && !Number.isFinite(value)) return `${record.stream}.${key} is ${value}`;
+    if (value === null || value === undefined) return `${record.stream}.${key} is missing`;
+  }
+  return undefined;
+}
+
+export class Acquisition {
+  private pending: AppendInput[] = [];
+  private sampleTimer?: NodeJS.Timeout;
+  private flushTimer?: NodeJS.Timeout;
+  private flushing: Promise<void> = Promise.resolve();
+  private lastTickAt = 0;
+  private stopped = false;
+  readonly metrics: AcquisitionMetrics = {
+    sampled: 0,
+    appended: 0,
+    appendBatches: 0,
+    appendFailures: 0,
+    invalid: {},
+    droppedOverflow: 0,
+    pending: 0,
+    lastAppendAt: null,
+  };
+
+  constructor(
+    private readonly source: SensorSource,
+    private readonly store: StreamStore,
+    private readonly config: AcquisitionConfig,
+    private readonly logger: Logger,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  start(offsetMs: number): void {
+    this.lastTickAt = performance.now();
+    const schedule = (delay: number): void => {
+      this.sampleTimer = setTimeout(() => {
+        if (this.stopped) return;
+        this.sampleOnce();
+        schedule(this.nextDelayMs());
+      }, delay);
+    };
+    schedule(offsetMs);
+    this.flushTimer = setInterval(() => void this.flush(), this.config.flushIntervalMs);
+  }
+
+  /** One sampling step: everything the source produced since the last one. */
+  sampleOnce(): void {
+    const now = performance.now();
+    const elapsed = now - this.lastTickAt;
+    this.lastTickAt = now;
+    for (const record of this.source.advance(elapsed)) this.accept(record);
+    if (this.pending.length >= this.config.maxBatchRecords) void this.flush();
+  }
+
+  /** Appends what is pending, in batches of at most maxBatchRecords; failures keep the records. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.flushPending());
+    return this.flushing;
+  }
+
+  /** Stops sampling and writes everything sampled so far. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sampleTimer) clearTimeout(this.sampleTimer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    await this.flush();
+    if (this.pending.length > 0) {
+      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length });
+    }
+  }
+
+  private accept(record: SampledRecord): void {
+    this.metrics.sampled += 1;
+    const reason = invalidReason(record);
+    if (reason) {
+      this.metrics.invalid[record.stream] = (this.metrics.invalid[record.stream] ?? 0) + 1;
+      this.logger.warn('sampled record failed validation; not stored', { stream: record.stream, reason, data: record.data });
+      return;
+    }
+    if (this.pending.length >= this.config.maxPendingRecords) {
+      // Memory is bounded; the oldest unstored record goes, and the loss is counted and logged.
+      const dropped = this.pending.shift()!;
+      this.metrics.droppedOverflow += 1;
+      this.logger.error('store unavailable too long; dropping the oldest unstored sample', { stream: dropped.stream, maxPendingRecords: this.config.maxPendingRecords });
+    }
+    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: performance.now(), data: record.data });
+    this.metrics.pending = this.pending.length;
+  }
+
+  private async flushPending(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.slice(0, this.config.maxBatchRecords);
+      try {
+        await this.store.append(batch);
+      } catch (error) {
+        this.metrics.appendFailures += 1;
+        this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
+        return;
+      }
+      this.pending.splice(0, batch.length);
+      this.metrics.appended += batch.length;
+      this.metrics.appendBatches += 1;
+      this.metrics.lastAppendAt = new Date().toISOString();
+      this.metrics.pending = this.pending.length;
+    }
+  }
+
+  private nextDelayMs(): number {
+    const jitter = (this.random() * 2 - 1) * this.config.jitterFraction * this.config.sampleIntervalMs;
+    return Math.max(1, this.config.sampleIntervalMs + jitter);
+  }
+}

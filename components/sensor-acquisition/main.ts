@@ -1,0 +1,26 @@
+import { runComponent } from '../shared/component';
+import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
+import { Acquisition, scheduleOffsetMs } from './acquisition';
+import { sensorAcquisitionConfigSchema, type SensorAcquisitionConfig } from './config';
+import { ElevatorSimulator } from './simulator';
+
+// Wiring only: simulator -> acquisition -> store.
+void runComponent<SensorAcquisitionConfig>({
+  name: 'SensorAcquisition',
+  configSchema: sensorAcquisitionConfigSchema,
+  heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
+  async start({ config, logger, thingName }) {
+    const store = await openStoreWhenHealthy(storePathFromEnv(), logger);
+    const acquisition = new Acquisition(new ElevatorSimulator(config.simulator), store, config, logger);
+    const offset = scheduleOffsetMs(thingName, config.sampleIntervalMs);
+    acquisition.start(offset);
+    logger.info('sampling', { epoch: store.epoch, scheduleOffsetMs: offset });
+    return {
+      metrics: () => ({ ...acquisition.metrics, epoch: store.epoch }),
+      async stop() {
+        await acquisition.stop();
+        await store.close();
+      },
+    };
+  },
+});

@@ -1,0 +1,129 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Backoff, sleep } from './backoff';
+import { GreengrassIpc, describeIpcError } from './ipc';
+import { createLogger, errorMessage, type Logger } from './logger';
+import { heartbeatTopic } from './topics';
+import { compileValidator } from './validation';
+
+/**
+ * What every component's main.ts shares: the Greengrass conventions from the brief.
+ * - configuration comes from GetConfiguration and is validated (ajv, defaults applied); an invalid
+ *   configuration is unrecoverable, so the process exits non-zero and the nucleus decides;
+ * - the component reports RUNNING once its parts have started;
+ * - it publishes a heartbeat on local pub/sub every heartbeatIntervalMs;
+ * - SIGTERM/SIGINT finish in-flight work, close IPC, then process.exit (aws-crt can keep the
+ *   event loop alive forever);
+ * - an unexpected error is logged and ends the process with a non-zero code.
+ */
+export interface ComponentContext<C> {
+  name: string;
+  thingName: string;
+  config: C;
+  ipc: GreengrassIpc;
+  logger: Logger;
+}
+
+export interface RunningComponent {
+  /** Finishes in-flight work and releases resources; called once on SIGTERM. */
+  stop(): Promise<void>;
+  /** The component's own figures for its heartbeat. */
+  metrics(): Record<string, unknown> | Promise<Record<string, unknown>>;
+}
+
+export interface ComponentDefinition<C> {
+  /** Short name used in logs and heartbeat topics, e.g. "MqttPublisher". */
+  name: string;
+  configSchema: object;
+  heartbeatIntervalMs: (config: C) => number;
+  start(context: ComponentContext<C>): Promise<RunningComponent>;
+}
+
+export function thingNameFromEnv(): string {
+  const thing = process.env.AWS_IOT_THING_NAME;
+  if (!thing) throw new Error('AWS_IOT_THING_NAME is not set; the nucleus sets it for every component');
+  return thing;
+}
+
+export async function runComponent<C>(definition: ComponentDefinition<C>): Promise<void> {
+  const thingName = process.env.AWS_IOT_THING_NAME ?? 'unknown-thing';
+  const logger = createLogger(definition.name, { thing: thingName });
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  let running: RunningComponent | undefined;
+  let ipc: GreengrassIpc | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let stopping = false;
+
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('stopping', { signal });
+    if (heartbeat) clearInterval(heartbeat);
+    try {
+      await running?.stop();
+      await ipc?.close();
+      logger.info('stopped cleanly');
+      process.exit(0);
+    } catch (error) {
+      logger.error('shutdown failed', { error: errorMessage(error) });
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    thingNameFromEnv();
+    ipc = await GreengrassIpc.connect({ logger });
+    const config = await readConfiguration<C>(ipc, definition.configSchema, logger);
+    running = await definition.start({ name: definition.name, thingName, config, ipc, logger });
+    await retryIpc(() => ipc!.updateState('RUNNING'), 'UpdateState RUNNING', logger);
+    const started = Date.now();
+    const topic = heartbeatTopic(definition.name);
+    const beat = async (): Promise<void> => {
+      const metrics = await running!.metrics();
+      const message = {
+        component: definition.name,
+        time: new Date().toISOString(),
+        uptimeSec: Math.round((Date.now() - started) / 1000),
+        metrics: { ...metrics, eventLoopLagMs: Math.round(loopDelay.percentile(99) / 1e6), rssBytes: process.memoryUsage.rss() },
+      };
+      loopDelay.reset();
+      await ipc!.publishToTopic(topic, message);
+    };
+    heartbeat = setInterval(() => {
+      beat().catch((error) => logger.warn('heartbeat not published', { error: describeIpcError(error) }));
+    }, definition.heartbeatIntervalMs(config));
+    void beat().catch(() => undefined);
+    logger.info('running', { config });
+  } catch (error) {
+    logger.error('component failed to start', { error: errorMessage(error), stack: (error as Error)?.stack });
+    await running?.stop().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+/** GetConfiguration, validated; an invalid value names its field and ends the process (exit 1). */
+async function readConfiguration<C>(ipc: GreengrassIpc, schema: object, logger: Logger): Promise<C> {
+  const raw = await retryIpc(() => ipc.getConfiguration([]), 'GetConfiguration', logger);
+  // accessControl is for the nucleus, not for the component.
+  const { accessControl: _ignored, ...config } = raw;
+  const checked = compileValidator<C>(schema)(config);
+  if (!checked.ok) throw new Error(`invalid configuration: ${checked.reason}`);
+  return checked.value;
+}
+
+/** An IPC call that fails because the nucleus is busy or restarting is retried, not fatal. */
+export async function retryIpc<T>(call: () => Promise<T>, what: string, logger: Logger, attempts = 8): Promise<T> {
+  const backoff = new Backoff(200, 5_000);
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (error) {
+      if (attempt >= attempts) throw new Error(`${what} failed ${attempts} times: ${describeIpcError(error)}`);
+      const delay = backoff.nextDelayMs();
+      logger.warn('IPC call failed; retrying', { call: what, attempt, delayMs: delay, error: describeIpcError(error) });
+      await sleep(delay);
+    }
+  }
+}

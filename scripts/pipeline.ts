@@ -1,0 +1,322 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { auditArchive } from '../cloud/audit';
+import { LocalFolderArchive } from '../cloud/archive';
+import { GreengrassIpc } from '../components/shared/ipc';
+import type { Logger } from '../components/shared/logger';
+import { errorMessage } from '../components/shared/logger';
+import { StreamStore, type StoreStats } from '../components/shared/store';
+import { STORE_FILE_NAME } from '../components/shared/store-open';
+import { heartbeatWildcard } from '../components/shared/topics';
+import { startEmbeddedBroker, type EmbeddedBroker } from '../runtime/broker';
+import type { RuntimeStatus } from '../runtime/runtime';
+
+/**
+ * The whole system on one machine: an MQTT broker standing in for AWS IoT Core, the local
+ * Greengrass runtime running the four components, and the cloud ingest. It samples for a while,
+ * stops sampling, lets the pipeline drain, stops every process cleanly, and audits the archive.
+ */
+export const PROJECT_ROOT = resolve(__dirname, '..', '..');
+const DIST = join(PROJECT_ROOT, 'dist');
+
+export const SENSOR_ACQUISITION = 'com.elevator.SensorAcquisition';
+export const STREAM_BUFFER = 'com.elevator.StreamBuffer';
+
+export interface PipelineOptions {
+  root: string;
+  thingName: string;
+  /** Sampling time; undefined samples until stop() (Ctrl-C). */
+  durationMs?: number;
+  /** Longest wait for the backlog to drain after sampling stops. */
+  drainTimeoutMs: number;
+  /** Existing broker URL; an embedded aedes broker when absent. */
+  brokerUrl?: string;
+  /** Keep the store and archive of an earlier run (default: start clean). */
+  resume: boolean;
+  /** Simulated elevator time per real time. */
+  timeScale: number;
+  /** Extra deployment-style configuration merges per component. */
+  configurationMerge?: Record<string, Record<string, unknown>>;
+  logger: Logger;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface Progress {
+  phase: 'starting' | 'sampling' | 'draining' | 'stopping' | 'done';
+  sampled: number;
+  stored: number;
+  sent: number;
+  acked: number;
+  archived: number;
+  backlog: number;
+  restarts: number;
+}
+
+export interface PipelineSummary {
+  produced: number;
+  archived: number;
+  duplicatesDropped: number;
+  missing: number;
+  droppedByRetention: number;
+  rejectedAtCloud: number;
+  drained: boolean;
+  epoch: string | null;
+  watermarks: Record<string, number>;
+  streams: Array<{ stream: string; produced: number; archived: number; missing: number; watermark: number; gaps: Array<[number, number]> }>;
+  componentRestarts: Record<string, number>;
+  samplingSeconds: number;
+  drainSeconds: number;
+}
+
+export class Pipeline {
+  readonly paths: { greengrass: string; archive: string; store: string; config: string };
+  private broker?: EmbeddedBroker;
+  private brokerUrl = '';
+  private runtime?: ChildProcess;
+  private ingest?: ChildProcess;
+  private cli?: GreengrassIpc;
+  private store?: StreamStore;
+  private sampledByAcquisition = 0;
+  private stopRequested?: () => void;
+  private phase: Progress['phase'] = 'starting';
+
+  constructor(private readonly options: PipelineOptions) {
+    const root = resolve(options.root);
+    this.paths = {
+      greengrass: join(root, 'greengrass'),
+      archive: join(root, 'cloud-archive'),
+      store: join(root, 'greengrass', 'work', STREAM_BUFFER, STORE_FILE_NAME),
+      config: join(root, 'deployment.json'),
+    };
+  }
+
+  /** Runs the whole cycle and returns the audited summary. */
+  async run(): Promise<PipelineSummary> {
+    const started = Date.now();
+    let samplingEnded = started;
+    let drained = false;
+    const progressTimer = setInterval(() => void this.reportProgress(), 1000);
+    try {
+      await this.start();
+      this.phase = 'sampling';
+      await new Promise<void>((resolveWait) => {
+        this.stopRequested = resolveWait;
+        if (this.options.durationMs !== undefined) setTimeout(resolveWait, this.options.durationMs);
+      });
+      samplingEnded = Date.now();
+      this.phase = 'draining';
+      await this.stopSampling();
+      drained = await this.waitForDrain();
+    } finally {
+      this.phase = 'stopping';
+      clearInterval(progressTimer);
+      await this.reportProgress();
+      await this.shutdown();
+    }
+    const summary = await this.audit(drained, (samplingEnded - started) / 1000, (Date.now() - samplingEnded) / 1000);
+    this.phase = 'done';
+    return summary;
+  }
+
+  /** Ends sampling early (Ctrl-C); the pipeline still drains and stops cleanly. */
+  requestStop(): void {
+    this.stopRequested?.();
+  }
+
+  /** The runtime's status file: component states, pids, restarts. */
+  runtimeStatus(): RuntimeStatus | undefined {
+    const path = join(this.paths.greengrass, 'status.json');
+    if (!existsSync(path)) return undefined;
+    try {
+      return JSON.parse(readFileSync(path, 'utf8')) as RuntimeStatus;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async start(): Promise<void> {
+    const root = resolve(this.options.root);
+    if (!this.options.resume) rmSync(root, { recursive: true, force: true });
+    mkdirSync(root, { recursive: true });
+    if (this.options.brokerUrl) {
+      this.brokerUrl = this.options.brokerUrl;
+    } else {
+      this.broker = await startEmbeddedBroker();
+      this.brokerUrl = this.broker.url;
+    }
+    const merge = {
+      [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 },
+      ...this.options.configurationMerge,
+    };
+    writeFileSync(this.paths.config, JSON.stringify(merge, null, 2));
+    this.ingest = this.spawnNode('cloud-ingest', join(DIST, 'cloud/main.js'), ['--broker', this.brokerUrl, '--archive', this.paths.archive]);
+    this.runtime = this.spawnNode('runtime', join(DIST, 'runtime/main.js'), [
+      '--root', this.paths.greengrass,
+      '--recipes', join(PROJECT_ROOT, 'recipes'),
+      '--artifacts', join(PROJECT_ROOT, 'build/artifacts'),
+      '--thing', this.options.thingName,
+      '--broker', this.brokerUrl,
+      '--config', this.paths.config,
+    ]);
+    const cliInfo = join(this.paths.greengrass, 'cli_ipc_info', 'ipc.json');
+    await waitUntil('the runtime to write its CLI socket info', () => existsSync(cliInfo) && this.runtimeStatus() !== undefined, 30_000, () => this.runtime?.exitCode !== null);
+    const { socketPath, token } = JSON.parse(readFileSync(cliInfo, 'utf8')) as { socketPath: string; token: string };
+    this.cli = await GreengrassIpc.connect({ logger: this.options.logger, socketPath, authToken: token, connectDeadlineMs: 10_000 });
+    await this.cli.subscribeToTopic(heartbeatWildcard(), (message) => {
+      const beat = message as { component?: string; metrics?: { sampled?: number } };
+      if (beat.component === 'SensorAcquisition' && typeof beat.metrics?.sampled === 'number') this.sampledByAcquisition = beat.metrics.sampled;
+    });
+    await waitUntil('the stream store to exist', () => existsSync(this.paths.store), 30_000, () => this.runtime?.exitCode !== null);
+    this.store = await StreamStore.open(this.paths.store, { owner: false, logger: this.options.logger });
+  }
+
+  /** Greengrass CLI style: StopComponent makes the acquisition flush what it sampled and exit. */
+  private async stopSampling(): Promise<void> {
+    await this.cli!.stopComponent(SENSOR_ACQUISITION);
+  }
+
+  private async waitForDrain(): Promise<boolean> {
+    const deadline = Date.now() + this.options.drainTimeoutMs;
+    while (Date.now() < deadline) {
+      const stats = await this.storeStats();
+      if (stats && stats.backlogRecords === 0) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    this.options.logger.error('backlog did not drain in time', { drainTimeoutMs: this.options.drainTimeoutMs });
+    return false;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.cli?.close().catch(() => undefined);
+    await this.store?.close().catch(() => undefined);
+    // Device first, so nothing publishes into a cloud that is going away; then the cloud.
+    await stopProcess(this.runtime, 60_000);
+    await stopProcess(this.ingest, 15_000);
+    await this.broker?.close();
+  }
+
+  private async storeStats(): Promise<StoreStats | undefined> {
+    try {
+      return await this.store?.stats();
+    } catch (error) {
+      this.options.logger.warn('could not read store stats', { error: errorMessage(error) });
+      return undefined;
+    }
+  }
+
+  private ingestStatus(): { recordsArchived?: number; duplicatesDropped?: number; rejected?: Record<string, number> } {
+    const path = join(this.paths.archive, '_status', 'ingest.json');
+    try {
+      return JSON.parse(readFileSync(path, 'utf8'));
+    } catch {
+      return {};
+    }
+  }
+
+  private restarts(): Record<string, number> {
+    const status = this.runtimeStatus();
+    return Object.fromEntries(Object.entries(status?.components ?? {}).map(([name, c]) => [name, c.restarts]));
+  }
+
+  private async reportProgress(): Promise<void> {
+    if (!this.options.onProgress) return;
+    const stats = await this.storeStats();
+    const stored = sum(stats?.streams.map((s) => s.appended));
+    const unsent = sum(stats?.streams.map((s) => s.unsentRecords));
+    this.options.onProgress({
+      phase: this.phase,
+      sampled: Math.max(this.sampledByAcquisition, stored),
+      stored,
+      sent: stored - unsent,
+      acked: sum(stats?.streams.map((s) => s.watermark)),
+      archived: this.ingestStatus().recordsArchived ?? 0,
+      backlog: stats?.backlogRecords ?? 0,
+      restarts: sum(Object.values(this.restarts())),
+    });
+  }
+
+  /** Counts from the archive's contents, compared with what the store says was produced. */
+  private async audit(drained: boolean, samplingSeconds: number, drainSeconds: number): Promise<PipelineSummary> {
+    const store = await StreamStore.open(this.paths.store, { owner: false, logger: this.options.logger });
+    const stats = await store.stats();
+    await store.close();
+    const audit = await auditArchive(new LocalFolderArchive(this.paths.archive));
+    const ingest = this.ingestStatus();
+    const streams = stats.streams.map((s) => {
+      const archivedStream = audit.streams.find((a) => a.device === this.options.thingName && a.stream === s.stream && a.epoch === stats.epoch);
+      const archived = archivedStream?.uniqueRecords ?? 0;
+      const dropped = sum(Object.values(s.drops));
+      return {
+        stream: s.stream,
+        produced: s.appended,
+        archived,
+        missing: Math.max(0, s.appended - archived - dropped),
+        watermark: archivedStream?.watermark ?? 0,
+        gaps: archivedStream?.gaps ?? [],
+      };
+    });
+    return {
+      produced: sum(streams.map((s) => s.produced)),
+      archived: audit.uniqueRecords,
+      duplicatesDropped: ingest.duplicatesDropped ?? 0,
+      missing: sum(streams.map((s) => s.missing)),
+      droppedByRetention: sum(stats.streams.map((s) => sum(Object.values(s.drops)))),
+      rejectedAtCloud: sum(Object.values(ingest.rejected ?? {})),
+      drained,
+      epoch: stats.epoch,
+      watermarks: Object.fromEntries(streams.map((s) => [s.stream, s.watermark])),
+      streams,
+      componentRestarts: this.restarts(),
+      samplingSeconds: round1(samplingSeconds),
+      drainSeconds: round1(drainSeconds),
+    };
+  }
+
+  private spawnNode(name: string, script: string, args: string[]): ChildProcess {
+    const logFile = join(resolve(this.options.root), `${name}.log`);
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: PROJECT_ROOT });
+    const out = createWriteStream(logFile, { flags: 'a' });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    child.once('exit', (code, signal) => {
+      if (this.phase !== 'stopping' && this.phase !== 'done') {
+        this.options.logger.error(`${name} exited unexpectedly`, { code, signal, log: logFile });
+      }
+    });
+    return child;
+  }
+}
+
+export async function stopProcess(child: ChildProcess | undefined, timeoutMs: number): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitUntil(what: string, ready: () => boolean, timeoutMs: number, failed: () => boolean = () => false): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (failed()) throw new Error(`gave up waiting for ${what}: the process it depends on has exited (see its log)`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function sum(values: number[] | undefined): number {
+  return (values ?? []).reduce((a, b) => a + b, 0);
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!match) throw new Error(`duration "${text}" is not like 20s, 500ms, 5m or 1h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Number(match[1]) * unit;
+}
