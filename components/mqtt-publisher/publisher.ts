@@ -79,6 +79,8 @@ export class Publisher {
 
   async start(): Promise<void> {
     await this.transport.subscribe(commandTopic(this.thingName, 'ack'), (_topic, payload) => this.onAck(payload));
+    const unacked = await this.store.markAllUnsent();
+    if (unacked > 0) this.logger.info('resending records sent before this start and not yet acknowledged', { records: unacked });
     this.loop = this.run();
   }
 

@@ -328,7 +328,7 @@ export class StreamStore {
     // file is corrupt too, which is a disk problem a retry loop cannot fix.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {
-        const opened = await retryWhileBusy(() => openFile(path, busyTimeoutMs, logger, previousEpoch), busyTimeoutMs);
+        const opened = await retryWhileBusy(() => openFile(path, busyTimeoutMs, logger, previousEpoch, attempt > 0), busyTimeoutMs);
         return new StreamStore(opened.conn, path, opened.epoch, opened.previousEpoch, logger);
       } catch (error) {
         if (!(error instanceof CorruptionFound)) throw error;
@@ -441,6 +441,21 @@ export class StreamStore {
       if (first.changes > 0) {
         await conn.run('UPDATE streams SET unsent_records = unsent_records - ? WHERE stream = ?', [first.changes, stream]);
       }
+    });
+  }
+
+  /**
+   * Makes every unacknowledged record pending again. The publisher calls it when it starts: it
+   * cannot know whether what it sent before a crash reached the cloud, and acks that arrived while
+   * it was down were lost with its subscription. Resending is harmless: the cloud dedupes.
+   */
+  async markAllUnsent(): Promise<number> {
+    return this.write(async (conn) => {
+      const changed = await conn.run('UPDATE records SET sent_at = NULL WHERE sent_at IS NOT NULL');
+      if (changed.changes > 0) {
+        await conn.run('UPDATE streams SET unsent_records = (SELECT COUNT(*) FROM records r WHERE r.stream = streams.stream AND r.sent_at IS NULL)');
+      }
+      return changed.changes;
     });
   }
 
@@ -741,7 +756,7 @@ async function readSchemaVersion(conn: Connection): Promise<string | null> {
   return row ? String(row.value) : 'none (no schema_version)';
 }
 
-async function openFile(path: string, busyTimeoutMs: number, logger: Logger, previousEpoch: string | null): Promise<OpenedFile> {
+async function openFile(path: string, busyTimeoutMs: number, logger: Logger, previousEpoch: string | null, afterQuarantine = false): Promise<OpenedFile> {
   // An existing file is checked on a read-only connection first: closing a read-write connection
   // checkpoints the WAL into the main file, which would alter a corrupt or foreign file before
   // it is quarantined or reported.
@@ -788,7 +803,8 @@ async function openFile(path: string, busyTimeoutMs: number, logger: Logger, pre
     const epoch = rows.find((r) => r.key === 'epoch')?.value;
     if (!epoch) throw new Error(`stream store ${path} has no epoch after creation`);
     const previous = rows.find((r) => r.key === 'previous_epoch')?.value ?? null;
-    if (created) logger.info('new epoch', { path, epoch, previousEpoch: previous });
+    // An epoch that replaces a quarantined file marks a loss window, so it is a warning.
+    if (created) logger.log(afterQuarantine ? 'warn' : 'info', 'new epoch', { path, epoch, previousEpoch: previous, afterQuarantine });
     return { conn, epoch, previousEpoch: previous };
   } catch (error) {
     await conn.close().catch(() => undefined);
