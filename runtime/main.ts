@@ -17,8 +17,18 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'spooler-max-bytes': { type: 'string' },
     'restart-delay-ms': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(
+    'usage: node dist/runtime/main.js [--root .local/greengrass] [--recipes recipes] [--artifacts build/artifacts]\n' +
+      '  [--thing elevator-dev-01] [--broker mqtt://host:port (default: embedded aedes)] [--config merge.json|yaml]\n' +
+      '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0]\n',
+  );
+  process.exit(0);
+}
 
 const logger = createLogger('LocalRuntime', { thing: values.thing });
 
