@@ -140,6 +140,14 @@ export class LocalRuntime implements RuntimeControl {
     };
   }
 
+  /**
+   * A component's IPC token, for tools and tests in the runtime's own process that act as that
+   * component (the nucleus hands it only to the component's processes, as SVCUID).
+   */
+  tokenFor(component: string): string | undefined {
+    return this.components.get(component)?.token;
+  }
+
   principalForToken(token: string): string | undefined {
     return this.tokens.get(token);
   }

@@ -27,7 +27,9 @@ export interface PublisherConfig {
 
 export interface PublisherMetrics {
   envelopesSent: number;
+  /** Every record publish, first sends and resends alike. */
   recordsSent: number;
+  /** Records queued for another send: ack timeout, a gap the cloud reported, or a restart. */
   recordsResent: number;
   bytesSent: number;
   backpressureEvents: number;
@@ -80,6 +82,7 @@ export class Publisher {
   async start(): Promise<void> {
     await this.transport.subscribe(commandTopic(this.thingName, 'ack'), (_topic, payload) => this.onAck(payload));
     const unacked = await this.store.markAllUnsent();
+    this.metrics.recordsResent += unacked;
     if (unacked > 0) this.logger.info('resending records sent before this start and not yet acknowledged', { records: unacked });
     this.loop = this.run();
   }
@@ -130,6 +133,7 @@ export class Publisher {
         this.metrics.acksApplied += 1;
         this.metrics.recordsAcked += result.deleted;
         this.metrics.lastAckAt = new Date().toISOString();
+        this.metrics.recordsResent += result.resend;
         if (result.resend > 0) this.logger.info('cloud reported gaps; resending', { stream: ack.stream, gaps: ack.gaps, records: result.resend });
       } catch (error) {
         this.logger.error('could not apply ack; the next ack will cover it', { stream: ack.stream, error: errorMessage(error) });

@@ -1,0 +1,149 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { checkEnvelope, type Envelope } from '../../components/shared/envelope';
+import { GreengrassIpc } from '../../components/shared/ipc';
+import { createLogger } from '../../components/shared/logger';
+import { StreamStore } from '../../components/shared/store';
+import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
+import { Publisher, type PublisherConfig } from '../../components/mqtt-publisher/publisher';
+import { startEmbeddedBroker } from '../../runtime/broker';
+import { startRuntime, tempRoot, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+
+const THING = 'test-thing';
+const PUBLISHER = 'test.Publisher';
+const logger = createLogger('publisher-test');
+
+const accessControl = {
+  'aws.greengrass.ipc.mqttproxy': {
+    'test.Publisher:mqttproxy:1': { operations: ['aws.greengrass#PublishToIoTCore'], resources: ['dt/elevator/{iot:thingName}/*'] },
+    'test.Publisher:mqttproxy:2': { operations: ['aws.greengrass#SubscribeToIoTCore'], resources: ['cmd/elevator/{iot:thingName}/ack'] },
+  },
+};
+
+const config: PublisherConfig = {
+  maxEnvelopeBytes: 120_000,
+  maxRecordsPerEnvelope: 10,
+  idleIntervalMs: 20,
+  resendAfterMs: 60_000,
+  backpressureBaseMs: 50,
+  backpressureMaxMs: 400,
+};
+
+/** The publisher in this process, acting as test.Publisher with the token the runtime issued it. */
+async function publisherOn(fixture: RuntimeFixture, store: StreamStore, overrides: Partial<PublisherConfig> = {}) {
+  const ipc = await GreengrassIpc.connect({ logger, socketPath: fixture.runtime.socketPath, authToken: fixture.runtime.tokenFor(PUBLISHER)!, connectDeadlineMs: 10_000 });
+  const publisher = new Publisher(store, new IpcTransport(ipc), THING, { ...config, ...overrides }, logger);
+  await publisher.start();
+  return { ipc, publisher, stop: async () => { await publisher.stop(); await ipc.close(); } };
+}
+
+/** The cloud side: a real MQTT client on the broker, collecting envelopes and sending acks. */
+async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes: Envelope[] }> {
+  const client = mqtt.connect(url, { clientId: `cloud-${process.pid}-${Date.now()}` });
+  const envelopes: Envelope[] = [];
+  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  await client.subscribeAsync(`dt/elevator/${THING}/+`, { qos: 1 });
+  client.on('message', (_topic, payload) => {
+    const checked = checkEnvelope(JSON.parse(payload.toString()));
+    assert.ok(checked.ok, `envelope passes every check: ${checked.ok ? '' : checked.reason}`);
+    envelopes.push(checked.value);
+  });
+  return { client, envelopes };
+}
+
+async function seed(store: StreamStore, stream: string, count: number, priority = 2): Promise<void> {
+  await store.append(Array.from({ length: count }, (_, i) => ({ stream, priority, time: Date.now(), mono: i, data: { i } })));
+}
+
+function seqsOf(envelopes: Envelope[], stream: string): number[] {
+  return envelopes.filter((e) => e.stream === stream).flatMap((e) => e.records.map((r) => r.seq));
+}
+
+function ack(client: MqttClient, body: Record<string, unknown>): Promise<unknown> {
+  return client.publishAsync(`cmd/elevator/${THING}/ack`, JSON.stringify({ schema: 'elevator.ack/1', gaps: [], issuedAt: new Date().toISOString(), ...body }), { qos: 1 });
+}
+
+test('envelopes reach the broker through IPC, and only the cloud ack deletes records', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  const { publisher, stop } = await publisherOn(fixture, store);
+  try {
+    await seed(store, 'door-cycle', 30);
+    await seed(store, 'motor', 10, 1);
+    await waitFor('all 40 records at the cloud', () => seqsOf(cloud.envelopes, 'door-cycle').length >= 30 && seqsOf(cloud.envelopes, 'motor').length >= 10);
+    assert.deepEqual(seqsOf(cloud.envelopes, 'door-cycle'), Array.from({ length: 30 }, (_, i) => i + 1));
+    assert.ok(cloud.envelopes.every((e) => e.count <= 10 && e.epoch === store.epoch && e.device === THING));
+    let stats = await store.stats();
+    assert.equal(stats.backlogRecords, 40, 'published is not deleted: nothing is acked yet');
+
+    await ack(cloud.client, { stream: 'door-cycle', epoch: store.epoch, watermark: 30 });
+    await waitFor('door-cycle acked', () => publisher.metrics.acksApplied >= 1);
+    stats = await store.stats();
+    assert.equal(stats.streams.find((s) => s.stream === 'door-cycle')?.backlogRecords, 0);
+    assert.equal(stats.streams.find((s) => s.stream === 'motor')?.backlogRecords, 10);
+
+    await ack(cloud.client, { stream: 'motor', epoch: '00000000-0000-0000-0000-000000000000', watermark: 10 });
+    await cloud.client.publishAsync(`cmd/elevator/${THING}/ack`, '{not json', { qos: 1 });
+    await waitFor('ignored and invalid acks counted', () => publisher.metrics.acksIgnored === 1 && publisher.metrics.invalidAcks.json === 1);
+    assert.equal((await store.stats()).streams.find((s) => s.stream === 'motor')?.backlogRecords, 10, 'an ack for another epoch deletes nothing');
+
+    const before = cloud.envelopes.length;
+    await ack(cloud.client, { stream: 'motor', epoch: store.epoch, watermark: 5, gaps: [[8, 10]] });
+    await waitFor('the gap resent', () => seqsOf(cloud.envelopes.slice(before), 'motor').join() === '8,9,10');
+    assert.equal(publisher.metrics.recordsResent, 3);
+    assert.equal((await store.stats()).streams.find((s) => s.stream === 'motor')?.backlogRecords, 5);
+  } finally {
+    await stop();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('a full nucleus spooler is back-pressure: nothing is marked sent that was refused, and all of it flows once the broker is back', { timeout: 60_000 }, async () => {
+  const port = await new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const p = (server.address() as { port: number }).port;
+      server.close(() => resolve(p));
+    });
+  });
+  // The broker is down: the runtime's spooler fills up after a few envelopes.
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], {
+    thingName: THING,
+    brokerUrl: `mqtt://127.0.0.1:${port}`,
+    spoolerMaxBytes: 8_000,
+  });
+  const store = await StreamStore.open(join(tempRoot('pb-'), 'store.sqlite'), { owner: true, logger });
+  // Envelopes the bridge delivers before the cloud client subscribes are lost at the broker;
+  // a short resend time lets the publisher cover them, as it would in the field.
+  const { publisher, stop } = await publisherOn(fixture, store, { resendAfterMs: 2_000 });
+  try {
+    await seed(store, 'run', 100);
+    await waitFor('back-pressure', () => publisher.metrics.backpressureEvents >= 2);
+    const spooled = fixture.runtime.status().spooler;
+    assert.ok(spooled.rejected >= 1, 'the spooler refused at least one publish');
+    assert.ok(spooled.bytes <= 8_000);
+    const stats = await store.stats();
+    const runStats = stats.streams.find((s) => s.stream === 'run')!;
+    assert.equal(runStats.backlogRecords, 100, 'nothing is deleted without an ack');
+    assert.equal(100 - runStats.unsentRecords, publisher.metrics.recordsSent - publisher.metrics.recordsResent, 'exactly the spooled records are marked sent');
+    assert.ok(runStats.unsentRecords > 0, 'refused records stay unsent');
+
+    const broker = await startEmbeddedBroker(port);
+    const cloud = await cloudClient(broker.url);
+    try {
+      await waitFor('every record at the cloud once the broker is up', () => new Set(seqsOf(cloud.envelopes, 'run')).size === 100, 30_000);
+    } finally {
+      cloud.client.end(true);
+      await fixture.stop();
+      await broker.close();
+    }
+  } finally {
+    await stop();
+    await store.close();
+  }
+});
