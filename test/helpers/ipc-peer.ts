@@ -4,6 +4,7 @@
  *   subscribe <topic>           write each local pub/sub message received to received.jsonl
  *   publish <topic> <count>     publish <count> JSON messages, then write publish-result.json
  *   iot-publish <topic>         PublishToIoTCore once; write the outcome to iot-publish-result.json
+ *   config <argument>           GetConfiguration of a leaf, an object and a missing key; write config.json
  *   serve                       connect, report RUNNING, idle until SIGTERM
  * Output files go to the working directory, which the runtime sets to {work:path}.
  */
@@ -31,6 +32,14 @@ async function main(): Promise<void> {
       }
     }
     writeFileSync('publish-result.json', JSON.stringify(results));
+  } else if (mode === 'config') {
+    const leaf = await ipc.getConfiguration(['greeting']);
+    const nested = await ipc.getConfiguration(['nested']);
+    const missing = await ipc.getConfiguration(['no', 'such', 'key']).then(
+      () => 'found',
+      (error) => describeIpcError(error),
+    );
+    writeFileSync('config.json', JSON.stringify({ argument: topic, leaf, nested, missing }));
   } else if (mode === 'iot-publish') {
     try {
       await ipc.publishToIoTCore(topic, JSON.stringify({ hello: 'iot' }));
