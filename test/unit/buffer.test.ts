@@ -3,28 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import winston from 'winston';
 import { StreamStore, type AppendInput } from '../../components/shared/store';
 import { DEFAULT_BUFFER_CONFIG, StreamBuffer, type BufferConfig, type BufferStats } from '../../components/stream-buffer/buffer';
+import { captureLogger, type LogEntry } from '../helpers/capture-logger';
 
-interface LogEntry {
-  level: string;
-  message: string;
-  [key: string]: unknown;
-}
-
-function captureLogger(): { logger: winston.Logger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const sink = new Writable({
-    objectMode: true,
-    write(chunk: LogEntry, _encoding, done) {
-      entries.push(chunk);
-      done();
-    },
-  });
-  return { logger: winston.createLogger({ level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] }), entries };
-}
 
 async function setup(): Promise<{ store: StreamStore; path: string; logger: winston.Logger; entries: LogEntry[] }> {
   const path = join(mkdtempSync(join(tmpdir(), 'buffer-test-')), 'store.db');

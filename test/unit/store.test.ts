@@ -5,28 +5,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Writable } from 'node:stream';
 import sqlite3 from 'sqlite3';
-import winston from 'winston';
 import { StoreCorruptError, StoreSchemaError, StreamStore, type AppendInput } from '../../components/shared/store';
+import { captureLogger, type LogEntry } from '../helpers/capture-logger';
 
-interface LogEntry {
-  level: string;
-  message: string;
-  [key: string]: unknown;
-}
-
-function captureLogger(): { logger: winston.Logger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const sink = new Writable({
-    objectMode: true,
-    write(chunk: LogEntry, _encoding, done) {
-      entries.push(chunk);
-      done();
-    },
-  });
-  return { logger: winston.createLogger({ level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] }), entries };
-}
 
 function tempPath(name = 'store.db'): string {
   return join(mkdtempSync(join(tmpdir(), 'store-test-')), 'buffer', name);
