@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createLogger } from '../../components/shared/logger';
 import { Pipeline } from '../../scripts/pipeline';
@@ -8,8 +10,9 @@ const PUBLISHER = 'com.elevator.MqttPublisher';
 const BUFFER = 'com.elevator.StreamBuffer';
 
 test('components killed with SIGKILL mid-run are restarted, and every produced record is archived exactly once', { timeout: 240_000 }, async () => {
+  const root = tempRoot('pl-');
   const pipeline = new Pipeline({
-    root: tempRoot('pl-'),
+    root,
     thingName: 'chaos-thing-01',
     durationMs: 16_000,
     drainTimeoutMs: 90_000,
@@ -45,4 +48,9 @@ test('components killed with SIGKILL mid-run are restarted, and every produced r
   assert.equal(summary.missing, 0);
   assert.equal(summary.archived, summary.produced);
   for (const stream of summary.streams) assert.equal(stream.watermark, stream.produced, `${stream.stream} watermark reaches everything produced`);
+  // The HealthReporter's message went through the same runtime bridge to the cloud.
+  const health = JSON.parse(readFileSync(join(root, 'cloud-archive', 'health', 'chaos-thing-01', 'latest.json'), 'utf8'));
+  assert.equal(health.device, 'chaos-thing-01');
+  assert.match(health.health.status, /^(healthy|degraded|unhealthy)$/);
+  assert.deepEqual(Object.keys(health.health.components).sort(), ['MqttPublisher', 'SensorAcquisition', 'StreamBuffer']);
 });
