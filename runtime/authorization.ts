@@ -45,8 +45,26 @@ export class Authorizer {
     const expanded = pattern.split('{iot:thingName}').join(this.thingName);
     if (expanded === resource || expanded === '*') return true;
     if (globMatches(expanded, resource)) return true;
-    return service === MQTTPROXY_SERVICE && topicMatches(expanded, resource);
+    return service === MQTTPROXY_SERVICE && filterCovers(expanded, resource);
   }
+}
+
+/**
+ * Whether a policy filter allows a requested topic or filter. A plain topic is matched with MQTT
+ * rules; a requested filter must be no wider than the policy: a policy "+" does not allow a
+ * requested "#" (cmd/app/+ must not grant a subscription to cmd/app/#).
+ */
+function filterCovers(policy: string, requested: string): boolean {
+  if (!requested.includes('#') && !requested.includes('+')) return topicMatches(policy, requested);
+  const p = policy.split('/');
+  const r = requested.split('/');
+  for (let i = 0; i < p.length; i += 1) {
+    if (p[i] === '#') return true;
+    if (i >= r.length) return false;
+    if (r[i] === '#') return false;
+    if (p[i] !== '+' && p[i] !== r[i]) return false;
+  }
+  return p.length === r.length;
 }
 
 function globMatches(pattern: string, value: string): boolean {

@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
-import { Spooler, type SpooledMessage } from './spooler';
+import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
 import { topicMatches } from './topic-filter';
 
 /**
@@ -66,6 +66,7 @@ export class IotBridge {
     client.on('close', () => {
       if (this.counters.connects > this.counters.disconnects) {
         this.counters.disconnects += 1;
+        this.spooler.dropQos0();
         this.options.logger.warn('IoT broker connection lost; spooling until it is back', { spooledBytes: this.spooler.sizeBytes });
       }
     });
@@ -78,9 +79,10 @@ export class IotBridge {
     });
   }
 
-  /** Spools a publish; throws SpoolFullError (the IPC layer turns it into ServiceError). */
+  /** Spools a publish; throws PublishRefusedError (the IPC layer turns it into ServiceError). */
   publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): void {
-    if (qos === 0 && !this.connected) return; // the nucleus drops QoS 0 while offline (keepQos0WhenOffline=false)
+    // With mqtt.spooler.keepQos0WhenOffline false (the default) the nucleus refuses QoS 0 while offline.
+    if (qos === 0 && !this.connected) throw new PublishRefusedError('QoS 0 publish refused: not connected to AWS IoT Core');
     this.spooler.add(topic, payload, qos, retain);
     this.drain();
   }

@@ -6,7 +6,7 @@ import { FLAG_TERMINATE_STREAM, MessageType, type Frame, type RpcConnection, typ
 import type { IotBridge } from './iot-bridge';
 import type { LocalMessage, LocalPubSub } from './local-pubsub';
 import { jsonPointer } from './recipe';
-import { SpoolFullError } from './spooler';
+import { PublishRefusedError } from './spooler';
 import { hasWildcard, invalidFilterReason } from './topic-filter';
 import { MAX_TOPIC_BYTES } from '../components/shared/topics';
 
@@ -59,6 +59,7 @@ const SERVICE_ERROR = 'aws.greengrass#ServiceError';
 const UNAUTHORIZED = 'aws.greengrass#UnauthorizedError';
 const INVALID_ARGUMENTS = 'aws.greengrass#InvalidArgumentsError';
 const RESOURCE_NOT_FOUND = 'aws.greengrass#ResourceNotFoundError';
+const COMPONENT_NOT_FOUND = 'aws.greengrass#ComponentNotFoundError';
 
 interface CallContext {
   principal: string;
@@ -266,7 +267,7 @@ export class IpcService implements RpcHandlers {
     try {
       this.bridge.publish(topic, payload, qos, request.retain === true);
     } catch (error) {
-      if (error instanceof SpoolFullError) throw new IpcError(SERVICE_ERROR, error.message);
+      if (error instanceof PublishRefusedError) throw new IpcError(SERVICE_ERROR, error.message);
       throw error;
     }
     return {};
@@ -310,7 +311,7 @@ export class IpcService implements RpcHandlers {
   private async lifecycleCommand({ principal, request }: CallContext, command: 'stop' | 'restart'): Promise<unknown> {
     if (principal !== CLI_PRINCIPAL) throw new AuthorizationError(`Principal ${principal} is not authorized to ${command} components`);
     const name = String(request.componentName ?? '');
-    if (!this.runtime.component(name)) throw new IpcError(RESOURCE_NOT_FOUND, `component ${name} is not known to this runtime`);
+    if (!this.runtime.component(name)) throw new IpcError(COMPONENT_NOT_FOUND, `component ${name} is not known to this runtime`);
     if (command === 'stop') {
       await this.runtime.stopComponent(name);
       return { stopStatus: 'SUCCEEDED', message: `${name} stopped` };

@@ -32,6 +32,16 @@ if (values.help) {
 
 const logger = createLogger('LocalRuntime', { thing: values.thing });
 
+function positiveNumberFlag(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) {
+    process.stderr.write(`--${name} must be a non-negative number, got "${text}"\n`);
+    process.exit(2);
+  }
+  return value;
+}
+
 async function main(): Promise<void> {
   const configurationMerge = values.config ? (YAML.parse(readFileSync(values.config, 'utf8')) as Record<string, Record<string, unknown>>) : undefined;
   const runtime = new LocalRuntime({
@@ -42,8 +52,8 @@ async function main(): Promise<void> {
     brokerUrl: values.broker,
     configurationMerge,
     only: values.only ? values.only.split(',') : undefined,
-    spoolerMaxBytes: values['spooler-max-bytes'] ? Number(values['spooler-max-bytes']) : undefined,
-    restartDelayMs: values['restart-delay-ms'] ? Number(values['restart-delay-ms']) : undefined,
+    spoolerMaxBytes: positiveNumberFlag('spooler-max-bytes', values['spooler-max-bytes']),
+    restartDelayMs: positiveNumberFlag('restart-delay-ms', values['restart-delay-ms']),
     logger,
   });
   let stopping = false;

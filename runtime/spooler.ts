@@ -15,7 +15,10 @@ export interface SpooledMessage {
   retain: boolean;
 }
 
-export class SpoolFullError extends Error {}
+/** The nucleus refused a PublishToIoTCore; the IPC caller gets a ServiceError. */
+export class PublishRefusedError extends Error {}
+
+export class SpoolFullError extends PublishRefusedError {}
 
 export class Spooler {
   private readonly queue: SpooledMessage[] = [];
@@ -62,6 +65,20 @@ export class Spooler {
   /** The oldest message not yet handed out, without removing it. */
   next(skip: ReadonlySet<number>): SpooledMessage | undefined {
     return this.queue.find((m) => !skip.has(m.id));
+  }
+
+  /** Drops every spooled QoS 0 message (the nucleus does so when its connection drops). */
+  dropQos0(): number {
+    const before = this.queue.length;
+    for (let i = this.queue.length - 1; i >= 0; i -= 1) {
+      if (this.queue[i].qos === 0) {
+        this.bytes -= this.queue[i].payload.length;
+        this.queue.splice(i, 1);
+      }
+    }
+    const dropped = before - this.queue.length;
+    this.counters.evictedQos0 += dropped;
+    return dropped;
   }
 
   remove(id: number): void {

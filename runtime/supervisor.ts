@@ -122,7 +122,7 @@ export class ComponentSupervisor {
     this.setState('FINISHED');
   }
 
-  /** Restart on request (IPC RestartComponent, or a HARD dependency restarting). */
+  /** Restart on request (IPC RestartComponent). */
   async restart(): Promise<void> {
     await this.stop();
     if (this.state !== 'BROKEN') await this.start();

@@ -76,6 +76,9 @@ export class Publisher {
     private readonly config: PublisherConfig,
     private readonly logger: Logger,
   ) {
+    if (config.backpressureMaxMs < config.backpressureBaseMs) {
+      throw new RangeError(`invalid configuration: backpressureMaxMs (${config.backpressureMaxMs}) must be >= backpressureBaseMs (${config.backpressureBaseMs})`);
+    }
     this.backoff = new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
   }
 
@@ -94,18 +97,34 @@ export class Publisher {
     await this.ackChain;
   }
 
-  /** One pass over every stream; returns the number of envelopes published. */
+  /**
+   * One pass over every stream; returns the number of envelopes published. Back-pressure and
+   * connection errors end the pass (they concern every stream); a stream the policy does not
+   * allow is logged and skipped so that it cannot hold up the others.
+   */
   async publishOnce(now = Date.now()): Promise<number> {
     let published = 0;
     for (const stream of await this.store.streams()) {
       if (this.abort.signal.aborted) break;
-      const pending = await this.store.readPending(stream, this.config.maxRecordsPerEnvelope * 4, now - this.config.resendAfterMs);
-      for (const run of contiguousRuns(pending)) {
-        for (const chunk of this.pack(run)) {
-          if (this.abort.signal.aborted) return published;
-          if (!(await this.publishChunk(stream, chunk))) break;
-          published += 1;
-        }
+      try {
+        published += await this.publishStream(stream, now);
+      } catch (error) {
+        if (!(error instanceof TransportError && error.kind === 'unauthorized')) throw error;
+        this.metrics.publishFailures += 1;
+        this.logger.error('publish not authorized for this stream: check the recipe accessControl', { stream, error: error.message });
+      }
+    }
+    return published;
+  }
+
+  private async publishStream(stream: string, now: number): Promise<number> {
+    let published = 0;
+    const pending = await this.store.readPending(stream, this.config.maxRecordsPerEnvelope * 4, now - this.config.resendAfterMs);
+    for (const run of contiguousRuns(pending)) {
+      for (const chunk of this.pack(run)) {
+        if (this.abort.signal.aborted) return published;
+        if (!(await this.publishChunk(stream, chunk))) break;
+        published += 1;
       }
     }
     return published;
@@ -153,11 +172,7 @@ export class Publisher {
           this.logger.warn('back-pressure from the transport; pausing', { delayMs: delay, reason: error.message });
         } else {
           this.metrics.publishFailures += 1;
-          const unauthorized = error instanceof TransportError && error.kind === 'unauthorized';
-          this.logger.log(unauthorized ? 'error' : 'warn', unauthorized ? 'publish not authorized: check the recipe accessControl' : 'publish failed; retrying', {
-            delayMs: delay,
-            error: errorMessage(error),
-          });
+          this.logger.warn('publish failed; retrying', { delayMs: delay, error: errorMessage(error) });
         }
         await sleep(delay, this.abort.signal);
       }
