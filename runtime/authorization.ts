@@ -1,4 +1,3 @@
-import { topicMatches } from './topic-filter';
 
 /**
  * IPC authorization as the nucleus applies it (aws-greengrass-nucleus,
@@ -55,7 +54,8 @@ export class Authorizer {
  * requested "#" (cmd/app/+ must not grant a subscription to cmd/app/#).
  */
 function filterCovers(policy: string, requested: string): boolean {
-  if (!requested.includes('#') && !requested.includes('+')) return topicMatches(policy, requested);
+  // No MQTT "$" rule here: that rule is for broker subscriptions; the nucleus's matcher lets a
+  // lone "#" policy allow $aws/... topics too.
   const p = policy.split('/');
   const r = requested.split('/');
   for (let i = 0; i < p.length; i += 1) {

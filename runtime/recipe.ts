@@ -230,7 +230,8 @@ export function jsonPointer(document: unknown, pointer: string): unknown {
   let current: unknown = document;
   for (const raw of pointer.slice(1).split('/')) {
     const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (current === null || typeof current !== 'object' || !(key in (current as object))) return undefined;
+    // Own members only: "/toString" or "/__proto__" must not reach Object.prototype.
+    if (current === null || typeof current !== 'object' || !Object.prototype.hasOwnProperty.call(current, key)) return undefined;
     current = (current as Record<string, unknown>)[key];
   }
   return current;

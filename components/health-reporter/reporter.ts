@@ -1,6 +1,8 @@
 import { freemem, loadavg, totalmem, cpus } from 'node:os';
 import { statfsSync } from 'node:fs';
 import { errorMessage, type Logger } from '../shared/logger';
+import heartbeatSchema from '../shared/schemas/heartbeat.schema.json';
+import { compileValidator } from '../shared/validation';
 
 /**
  * Gathers heartbeats from the other components and system figures, decides healthy / degraded /
@@ -39,6 +41,8 @@ export interface HealthMessage {
   system: { loadAvg1m: number; cpuCount: number; memFreeBytes: number; memTotalBytes: number; diskFreeBytes: number | null };
 }
 
+const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
+
 export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
   private timer?: NodeJS.Timeout;
@@ -63,12 +67,13 @@ export class HealthReporter {
   }
 
   onHeartbeat(message: unknown, now = Date.now()): void {
-    const heartbeat = message as Heartbeat;
-    if (typeof heartbeat !== 'object' || heartbeat === null || typeof heartbeat.component !== 'string' || typeof heartbeat.metrics !== 'object') {
+    const checked = validateHeartbeat(message);
+    if (!checked.ok) {
       this.metrics.invalidHeartbeats += 1;
-      this.logger.warn('invalid heartbeat ignored', { message });
+      this.logger.warn('invalid heartbeat ignored', { reason: checked.reason, message });
       return;
     }
+    const heartbeat = checked.value;
     this.metrics.heartbeatsReceived += 1;
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
     const status = this.evaluate(now).status;

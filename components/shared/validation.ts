@@ -15,9 +15,18 @@ export function compileValidator<T>(schema: object): Validator<T> {
   };
 }
 
+/** The part of an ajv error that names the culprit: the unknown key, the allowed values. */
+function detail(error: ErrorObject): string {
+  const params = error.params as Record<string, unknown>;
+  if (typeof params.additionalProperty === 'string') return `: "${params.additionalProperty}"`;
+  if (params.allowedValues !== undefined) return ` (${JSON.stringify(params.allowedValues)})`;
+  if (params.allowedValue !== undefined) return ` (${JSON.stringify(params.allowedValue)})`;
+  return '';
+}
+
 export function describeErrors(errors: ErrorObject[] | null | undefined): string {
   if (!errors || errors.length === 0) return 'invalid';
   return errors
-    .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${JSON.stringify(e.params.allowedValues)})` : ''}`)
+    .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}${detail(e)}`)
     .join('; ');
 }

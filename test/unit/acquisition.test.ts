@@ -1,0 +1,308 @@
+import { afterEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import winston from 'winston';
+import { Acquisition, invalidReason, scheduleOffsetMs, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
+import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
+import { StreamStore } from '../../components/shared/store';
+
+interface LogEntry {
+  level: string;
+  message: string;
+  [key: string]: unknown;
+}
+
+function captureLogger(): { logger: winston.Logger; entries: LogEntry[] } {
+  const entries: LogEntry[] = [];
+  const sink = new Writable({
+    objectMode: true,
+    write(chunk: LogEntry, _encoding, done) {
+      entries.push(chunk);
+      done();
+    },
+  });
+  return { logger: winston.createLogger({ level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] }), entries };
+}
+
+/** A sensor source that returns one scripted batch per advance() call, then nothing. */
+class ScriptedSource implements SensorSource {
+  readonly elapsed: number[] = [];
+  constructor(private readonly batches: SampledRecord[][]) {}
+  advance(realElapsedMs: number): SampledRecord[] {
+    this.elapsed.push(realElapsedMs);
+    return this.batches.shift() ?? [];
+  }
+}
+
+/** A source that produces one motor record per call, forever. */
+class EndlessSource implements SensorSource {
+  calls = 0;
+  advance(): SampledRecord[] {
+    this.calls += 1;
+    return [motor(this.calls)];
+  }
+}
+
+function motor(i: number): SampledRecord {
+  return { stream: 'motor', priority: 1, data: { i, currentA: 0.5 + i / 100, state: 'idle' } };
+}
+
+function run(i: number): SampledRecord {
+  return { stream: 'run', priority: 2, data: { i, fromFloor: 0, toFloor: 3, durationMs: 7000 } };
+}
+
+const CONFIG: AcquisitionConfig = { sampleIntervalMs: 100, jitterFraction: 0.1, flushIntervalMs: 250, maxBatchRecords: 200, maxPendingRecords: 1000 };
+
+const opened: StreamStore[] = [];
+async function openStore(): Promise<StreamStore> {
+  const path = join(mkdtempSync(join(tmpdir(), 'acquisition-test-')), 'buffer', 'store.db');
+  const store = await StreamStore.open(path, { owner: true, logger: captureLogger().logger });
+  opened.push(store);
+  return store;
+}
+
+afterEach(async () => {
+  while (opened.length > 0) await opened.pop()!.close();
+});
+
+const ALL = Number.MAX_SAFE_INTEGER;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe('Acquisition: storing valid records', () => {
+  test('valid records are appended with seq 1..n per stream, in sampling order, with their priority and data', async () => {
+    const store = await openStore();
+    const source = new ScriptedSource([[motor(1), run(1), motor(2)], [motor(3), run(2)]]);
+    const acquisition = new Acquisition(source, store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    const motors = await store.readPending('motor', 100, ALL);
+    const runs = await store.readPending('run', 100, ALL);
+    assert.deepEqual(motors.map((r) => [r.seq, r.data.i, r.priority]), [[1, 1, 1], [2, 2, 1], [3, 3, 1]]);
+    assert.deepEqual(runs.map((r) => [r.seq, r.data.i, r.priority]), [[1, 1, 2], [2, 2, 2]]);
+    assert.deepEqual(runs[1].data, run(2).data);
+    assert.deepEqual(await store.streams(), ['motor', 'run']);
+  });
+
+  test('each record is stamped with the wall-clock and monotonic time at which it was sampled', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2)]]), store, CONFIG, captureLogger().logger);
+    const wallBefore = Date.now();
+    const monoBefore = performance.now();
+    acquisition.sampleOnce();
+    const monoAfter = performance.now();
+    const wallAfter = Date.now();
+    await delay(20); // stamps must come from sampling, not from the later flush
+    await acquisition.flush();
+    const stored = await store.readPending('motor', 100, ALL);
+    assert.equal(stored.length, 2);
+    for (const record of stored) {
+      assert.ok(record.time >= wallBefore && record.time <= wallAfter, `time ${record.time} not in [${wallBefore}, ${wallAfter}]`);
+      assert.ok(record.mono >= monoBefore && record.mono <= monoAfter, `mono ${record.mono} not in [${monoBefore}, ${monoAfter}]`);
+    }
+    assert.ok(stored[1].mono >= stored[0].mono);
+  });
+
+  test('metrics count sampled and appended records, batches and the last append time', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), store, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    const m = acquisition.metrics;
+    assert.equal(m.sampled, 5);
+    assert.equal(m.appended, 5);
+    assert.equal(m.appendBatches, 3, 'batches of at most maxBatchRecords: 2 + 2 + 1');
+    assert.equal(m.pending, 0);
+    assert.equal(m.appendFailures, 0);
+    assert.ok(m.lastAppendAt !== null && !Number.isNaN(Date.parse(m.lastAppendAt)), String(m.lastAppendAt));
+  });
+
+  test('the source is told how much real time passed since the previous sample', async () => {
+    const store = await openStore();
+    const source = new ScriptedSource([]);
+    const acquisition = new Acquisition(source, store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    await delay(50);
+    acquisition.sampleOnce();
+    assert.equal(source.elapsed.length, 2);
+    assert.ok(source.elapsed[1] >= 45 && source.elapsed[1] < 1000, `elapsed ${source.elapsed[1]}`);
+  });
+
+  test('sampleOnce starts a flush by itself once maxBatchRecords records are pending', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3)]]), store, { ...CONFIG, maxBatchRecords: 3 }, captureLogger().logger);
+    acquisition.sampleOnce();
+    for (let i = 0; i < 200 && acquisition.metrics.appended === 0; i += 1) await delay(10);
+    assert.equal(acquisition.metrics.appended, 3);
+    assert.equal((await store.readPending('motor', 100, ALL)).length, 3);
+  });
+});
+
+describe('Acquisition: invalid records', () => {
+  test('a record with NaN, Infinity, null or undefined is counted in metrics.invalid per stream and not stored', async () => {
+    const store = await openStore();
+    const { logger, entries } = captureLogger();
+    const bad: SampledRecord[] = [
+      { stream: 'motor', priority: 1, data: { currentA: Number.NaN } },
+      { stream: 'motor', priority: 1, data: { currentA: Number.POSITIVE_INFINITY } },
+      { stream: 'run', priority: 2, data: { durationMs: null } },
+      { stream: 'run', priority: 2, data: { durationMs: undefined } },
+    ];
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), ...bad, motor(2)]]), store, CONFIG, logger);
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    assert.deepEqual(acquisition.metrics.invalid, { motor: 2, run: 2 });
+    assert.equal(acquisition.metrics.sampled, 6);
+    assert.equal(acquisition.metrics.appended, 2);
+    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.i]), [[1, 1], [2, 2]]);
+    assert.deepEqual(await store.streams(), ['motor'], 'no run record reached the store');
+    assert.equal(entries.filter((e) => e.level === 'warn' && e.message === 'sampled record failed validation; not stored').length, 4);
+  });
+
+  test('a record with an invalid stream name is counted invalid under that name and not stored', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[{ stream: 'Bad Stream', priority: 1, data: { x: 1 } }]]), store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    assert.deepEqual(acquisition.metrics.invalid, { 'Bad Stream': 1 });
+    assert.deepEqual(await store.streams(), []);
+  });
+
+  test('invalidReason names the stream and field', () => {
+    assert.equal(invalidReason({ stream: 'motor', priority: 1, data: { currentA: Number.NaN } }), 'motor.currentA is NaN');
+    assert.equal(invalidReason({ stream: 'run', priority: 2, data: { durationMs: null } }), 'run.durationMs is missing');
+    assert.equal(invalidReason({ stream: 'UPPER', priority: 2, data: {} }), 'stream "UPPER" is not a valid stream name');
+    assert.equal(invalidReason(motor(1)), undefined);
+    assert.equal(invalidReason({ stream: 'door-cycle', priority: 2, data: { obstructed: false, floor: 0, note: '' } }), undefined);
+  });
+});
+
+describe('Acquisition: stop()', () => {
+  test('stop() writes everything sampled so far and leaves pending 0; a later flush() changes nothing', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), run(1), motor(2)]]), store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    assert.equal(acquisition.metrics.pending, 3);
+    await acquisition.stop();
+    assert.equal(acquisition.metrics.pending, 0);
+    assert.equal(acquisition.metrics.appended, 3);
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.appended, 3);
+    assert.equal(acquisition.metrics.appendBatches, 1);
+    assert.equal((await store.readPending('motor', 100, ALL)).length, 2);
+    assert.equal((await store.readPending('run', 100, ALL)).length, 1);
+  });
+
+  test('start() samples on its schedule and flushes on its interval; stop() ends sampling', async () => {
+    const store = await openStore();
+    const source = new EndlessSource();
+    const acquisition = new Acquisition(source, store, { ...CONFIG, sampleIntervalMs: 20, flushIntervalMs: 30, jitterFraction: 0.1 }, captureLogger().logger);
+    acquisition.start(0);
+    for (let i = 0; i < 300 && acquisition.metrics.appended < 3; i += 1) await delay(10);
+    assert.ok(acquisition.metrics.appended >= 3, `appended ${acquisition.metrics.appended} without an explicit flush`);
+    await acquisition.stop();
+    const callsAtStop = source.calls;
+    await delay(100);
+    assert.equal(source.calls, callsAtStop, 'no sampling after stop()');
+    assert.equal(acquisition.metrics.pending, 0);
+    const stored = await store.readPending('motor', 10_000, ALL);
+    assert.equal(stored.length, callsAtStop);
+    assert.deepEqual(stored.map((r) => r.seq), stored.map((_, i) => i + 1));
+  });
+
+  test('stop() with records the store cannot take logs an error with the pending count', async () => {
+    const store = await openStore();
+    const { logger, entries } = captureLogger();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2)]]), store, CONFIG, logger);
+    acquisition.sampleOnce();
+    await store.close();
+    await acquisition.stop();
+    const error = entries.find((e) => e.level === 'error' && e.message === 'stopping with records that could not be stored');
+    assert.ok(error, JSON.stringify(entries));
+    assert.equal(error.pending, 2);
+  });
+});
+
+describe('Acquisition: store unavailable', () => {
+  test('a closed store makes the flush fail: appendFailures counts it and the records stay pending', async () => {
+    const store = await openStore();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2)]]), store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    await store.close();
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.appendFailures, 1);
+    assert.equal(acquisition.metrics.appended, 0);
+    assert.equal(acquisition.metrics.pending, 2);
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.appendFailures, 2);
+  });
+
+  test('beyond maxPendingRecords the oldest pending record is dropped and counted in droppedOverflow', async () => {
+    const store = await openStore();
+    const { logger, entries } = captureLogger();
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3)], [motor(4), motor(5)]]), store, { ...CONFIG, maxPendingRecords: 3 }, logger);
+    await store.close();
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.appendFailures, 2);
+    assert.equal(acquisition.metrics.pending, 3, 'pending stays at the bound');
+    assert.equal(acquisition.metrics.droppedOverflow, 2);
+    assert.equal(acquisition.metrics.sampled, 5);
+    assert.equal(entries.filter((e) => e.level === 'error' && e.message === 'store unavailable too long; dropping the oldest unstored sample').length, 2);
+  });
+
+  test('when the store comes back, the records kept through the outage are stored: the newest maxPendingRecords, in order', async () => {
+    const store = await openStore();
+    let available = false;
+    const flaky = {
+      append: (records: Parameters<StreamStore['append']>[0]) => (available ? store.append(records) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
+    } as unknown as StreamStore;
+    const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), flaky, { ...CONFIG, maxPendingRecords: 3 }, captureLogger().logger);
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.appendFailures, 1);
+    available = true;
+    await acquisition.flush();
+    assert.equal(acquisition.metrics.pending, 0);
+    assert.equal(acquisition.metrics.appended, 3);
+    assert.equal(acquisition.metrics.droppedOverflow, 2);
+    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.i]), [[1, 3], [2, 4], [3, 5]]);
+  });
+});
+
+describe('scheduleOffsetMs', () => {
+  test('is the same for the same thing every time', () => {
+    assert.equal(scheduleOffsetMs('elevator-0001', 1000), scheduleOffsetMs('elevator-0001', 1000));
+  });
+
+  test('is an integer within [0, interval) for many things and intervals', () => {
+    for (const interval of [1, 2, 7, 100, 1000, 60_000]) {
+      for (let i = 0; i < 200; i += 1) {
+        const offset = scheduleOffsetMs(`elevator-${i}`, interval);
+        assert.ok(Number.isInteger(offset) && offset >= 0 && offset < interval, `thing ${i}, interval ${interval}: ${offset}`);
+      }
+    }
+  });
+
+  test('a fractional interval is floored, and an interval below 1 gives 0', () => {
+    for (let i = 0; i < 50; i += 1) assert.ok(scheduleOffsetMs(`t-${i}`, 10.9) < 10);
+    assert.equal(scheduleOffsetMs('elevator-0001', 0.5), 0);
+  });
+
+  test('differs for different things, and a fleet spreads across the interval', () => {
+    assert.notEqual(scheduleOffsetMs('elevator-0001', 60_000), scheduleOffsetMs('elevator-0002', 60_000));
+    const offsets = new Set(Array.from({ length: 200 }, (_, i) => scheduleOffsetMs(`elevator-${String(i).padStart(4, '0')}`, 100)));
+    assert.ok(offsets.size >= 60, `only ${offsets.size} distinct offsets out of 100 for 200 things`);
+    const buckets = [0, 0, 0, 0];
+    for (let i = 0; i < 200; i += 1) buckets[Math.floor(scheduleOffsetMs(`thing-${i}`, 1000) / 250)] += 1;
+    for (const count of buckets) assert.ok(count >= 25, `quarter buckets ${buckets.join(', ')}`);
+  });
+});

@@ -1,0 +1,295 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import winston from 'winston';
+import { HealthReporter, type HealthConfig, type HealthMessage, type Heartbeat } from '../../components/health-reporter/reporter';
+
+function captureLogger(): { logger: winston.Logger; entries: Array<{ level: string; message: string; [key: string]: unknown }> } {
+  const entries: Array<{ level: string; message: string }> = [];
+  const sink = new Writable({
+    objectMode: true,
+    write(chunk: { level: string; message: string }, _encoding, done) {
+      entries.push(chunk);
+      done();
+    },
+  });
+  return { logger: winston.createLogger({ level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] }), entries };
+}
+
+const COMPONENTS = ['SensorAcquisition', 'StreamBuffer', 'MqttPublisher'];
+
+const CONFIG: HealthConfig = {
+  publishIntervalMs: 60_000,
+  expectedComponents: COMPONENTS,
+  heartbeatIntervalMs: 1000,
+  missedHeartbeats: 3,
+  backlogAgeDegradedSec: 300,
+  diskFreeMinBytes: 0,
+};
+
+interface Setup {
+  reporter: HealthReporter;
+  published: HealthMessage[];
+}
+
+function reporterWith(config: Partial<HealthConfig> = {}, storeDir?: string, publish?: (m: HealthMessage) => Promise<void>): Setup {
+  const published: HealthMessage[] = [];
+  const reporter = new HealthReporter(
+    'elevator-0001',
+    { ...CONFIG, ...config },
+    storeDir,
+    publish ??
+      (async (message) => {
+        published.push(message);
+      }),
+    captureLogger().logger,
+  );
+  return { reporter, published };
+}
+
+function heartbeat(component: string, metrics: Record<string, unknown> = { ok: true }): Heartbeat {
+  return { component, time: new Date().toISOString(), uptimeSec: 10, metrics };
+}
+
+function bufferMetrics(oldestTimes: Array<number | null>): Record<string, unknown> {
+  return { store: { streams: oldestTimes.map((t, i) => ({ stream: `s${i}`, oldestBacklogTime: t })) } };
+}
+
+const T = 1_750_000_000_000;
+
+describe('HealthReporter: heartbeats', () => {
+  test('healthy when every expected component sent a heartbeat within heartbeatIntervalMs * missedHeartbeats', () => {
+    const { reporter } = reporterWith();
+    for (const name of COMPONENTS) reporter.onHeartbeat(heartbeat(name, { n: name }), T);
+    const message = reporter.evaluate(T + 3000);
+    assert.equal(message.status, 'healthy');
+    assert.deepEqual(message.reasons, []);
+    assert.equal(message.schema, 'elevator.health/1');
+    assert.equal(message.device, 'elevator-0001');
+    assert.equal(message.time, new Date(T + 3000).toISOString());
+    assert.deepEqual(message.components, {
+      SensorAcquisition: { lastSeenSec: 3, metrics: { n: 'SensorAcquisition' } },
+      StreamBuffer: { lastSeenSec: 3, metrics: { n: 'StreamBuffer' } },
+      MqttPublisher: { lastSeenSec: 3, metrics: { n: 'MqttPublisher' } },
+    });
+  });
+
+  test('degraded, naming the component, when its last heartbeat is older than heartbeatIntervalMs * missedHeartbeats', () => {
+    const { reporter } = reporterWith();
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T);
+    reporter.onHeartbeat(heartbeat('StreamBuffer'), T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T - 1);
+    const message = reporter.evaluate(T + 3000);
+    assert.equal(message.status, 'degraded');
+    assert.deepEqual(message.reasons, ['MqttPublisher: no heartbeat for 3 intervals (3000 ms)']);
+  });
+
+  test('a newer heartbeat from the same component clears the degradation', () => {
+    const { reporter } = reporterWith();
+    for (const name of COMPONENTS) reporter.onHeartbeat(heartbeat(name), T);
+    assert.equal(reporter.evaluate(T + 5000).status, 'degraded');
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T + 5000);
+    reporter.onHeartbeat(heartbeat('StreamBuffer'), T + 5000);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T + 5000);
+    assert.equal(reporter.evaluate(T + 5000).status, 'healthy');
+  });
+
+  test('degraded, naming the component, when an expected component never sent a heartbeat', () => {
+    const { reporter } = reporterWith();
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'degraded');
+    assert.equal(message.reasons.length, 1);
+    assert.match(message.reasons[0], /^StreamBuffer: /);
+    assert.deepEqual(message.components.StreamBuffer, { lastSeenSec: null, metrics: null });
+  });
+
+  test('a heartbeat from a component that is not expected neither helps nor hurts', () => {
+    const { reporter } = reporterWith({ expectedComponents: ['SensorAcquisition'] });
+    reporter.onHeartbeat(heartbeat('SomethingElse'), T);
+    assert.equal(reporter.evaluate(T).status, 'degraded');
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'healthy');
+    assert.deepEqual(Object.keys(message.components), ['SensorAcquisition']);
+  });
+
+  test('invalid heartbeats are counted and ignored', () => {
+    const { reporter } = reporterWith();
+    for (const invalid of [null, undefined, 'text', 42, {}, { component: 7, metrics: {} }, { component: 'SensorAcquisition' }, { component: 'StreamBuffer', metrics: 'x' }]) {
+      reporter.onHeartbeat(invalid, T);
+    }
+    assert.equal(reporter.metrics.invalidHeartbeats, 8);
+    assert.equal(reporter.metrics.heartbeatsReceived, 0);
+    const message = reporter.evaluate(T);
+    assert.deepEqual(
+      Object.values(message.components).map((c) => c.lastSeenSec),
+      [null, null, null],
+    );
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T);
+    assert.equal(reporter.metrics.heartbeatsReceived, 1);
+  });
+
+  test('a heartbeat whose metrics is null is counted invalid', () => {
+    const { reporter } = reporterWith();
+    reporter.onHeartbeat({ component: 'SensorAcquisition', time: new Date(T).toISOString(), uptimeSec: 1, metrics: null }, T);
+    assert.equal(reporter.metrics.invalidHeartbeats, 1);
+    assert.equal(reporter.metrics.heartbeatsReceived, 0);
+  });
+
+  test('a StreamBuffer heartbeat whose store.streams is not a list of objects is counted invalid and evaluation keeps working', () => {
+    const { reporter } = reporterWith();
+    assert.doesNotThrow(() => reporter.onHeartbeat(heartbeat('StreamBuffer', { store: { streams: {} } }), T));
+    assert.doesNotThrow(() => reporter.evaluate(T));
+    assert.doesNotThrow(() => reporter.onHeartbeat(heartbeat('StreamBuffer', { store: { streams: [null] } }), T));
+    assert.doesNotThrow(() => reporter.evaluate(T));
+  });
+});
+
+describe('HealthReporter: backlog age', () => {
+  function allBeating(reporter: HealthReporter, bufferStreams: Array<number | null>, at: number): void {
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), at);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), at);
+    reporter.onHeartbeat(heartbeat('StreamBuffer', bufferMetrics(bufferStreams)), at);
+  }
+
+  test('degraded when the StreamBuffer reports an oldestBacklogTime older than backlogAgeDegradedSec', () => {
+    const { reporter } = reporterWith();
+    allBeating(reporter, [T - 10_000, T - 301_000, null], T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'degraded');
+    assert.deepEqual(message.reasons, ['oldest unacknowledged record is 301 s old (limit 300 s)']);
+  });
+
+  test('healthy while the oldest backlog record is younger than backlogAgeDegradedSec', () => {
+    const { reporter } = reporterWith();
+    allBeating(reporter, [T - 299_000, T - 5_000], T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+  });
+
+  test('an empty backlog (oldestBacklogTime null or no streams) is healthy', () => {
+    const { reporter } = reporterWith();
+    allBeating(reporter, [null, null], T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+    allBeating(reporter, [], T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+  });
+
+  test('only the StreamBuffer heartbeat is read for the backlog', () => {
+    const { reporter } = reporterWith();
+    allBeating(reporter, [], T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher', bufferMetrics([T - 10_000_000])), T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+  });
+});
+
+describe('HealthReporter: disk space', () => {
+  test('unhealthy when free disk space under storeDir is below diskFreeMinBytes', () => {
+    const { reporter } = reporterWith({ diskFreeMinBytes: Number.MAX_SAFE_INTEGER }, tmpdir());
+    for (const name of COMPONENTS) reporter.onHeartbeat(heartbeat(name), T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'unhealthy');
+    assert.equal(message.reasons.length, 1);
+    assert.match(message.reasons[0], new RegExp(`^disk free \\d+ bytes is under ${Number.MAX_SAFE_INTEGER}$`));
+    assert.ok(typeof message.system.diskFreeBytes === 'number' && message.system.diskFreeBytes > 0);
+  });
+
+  test('healthy with enough free space, and the free space is reported', () => {
+    const { reporter } = reporterWith({ diskFreeMinBytes: 1 }, tmpdir());
+    for (const name of COMPONENTS) reporter.onHeartbeat(heartbeat(name), T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'healthy');
+    assert.ok(typeof message.system.diskFreeBytes === 'number' && message.system.diskFreeBytes >= 1);
+  });
+
+  test('unhealthy outranks degraded, and every reason is listed', () => {
+    const { reporter } = reporterWith({ diskFreeMinBytes: Number.MAX_SAFE_INTEGER }, tmpdir());
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'unhealthy');
+    assert.equal(message.reasons.length, 4);
+    assert.match(message.reasons[3], /^disk free /);
+  });
+
+  test('a degradation found after unhealthy does not lower the status', () => {
+    const { reporter } = reporterWith({ diskFreeMinBytes: Number.MAX_SAFE_INTEGER }, tmpdir());
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'), T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T);
+    reporter.onHeartbeat(heartbeat('StreamBuffer', bufferMetrics([T - 1_000_000])), T);
+    const message = reporter.evaluate(T);
+    assert.equal(message.status, 'unhealthy');
+    assert.equal(message.reasons.length, 2);
+  });
+
+  test('without a store folder, or with one that does not exist, disk space is unknown (null) and not judged', () => {
+    for (const dir of [undefined, join(tmpdir(), 'no-such-folder-for-health-test', 'x')]) {
+      const { reporter } = reporterWith({ diskFreeMinBytes: Number.MAX_SAFE_INTEGER }, dir);
+      for (const name of COMPONENTS) reporter.onHeartbeat(heartbeat(name), T);
+      const message = reporter.evaluate(T);
+      assert.equal(message.system.diskFreeBytes, null, String(dir));
+      assert.equal(message.status, 'healthy', String(dir));
+    }
+  });
+});
+
+describe('HealthReporter: publishing', () => {
+  test('publishNow publishes the evaluated message and counts it', async () => {
+    const { reporter, published } = reporterWith();
+    await reporter.publishNow();
+    assert.equal(published.length, 1);
+    assert.equal(published[0].status, 'degraded');
+    assert.equal(reporter.metrics.published, 1);
+  });
+
+  test('a status change caused by a heartbeat triggers an immediate publish; heartbeats that change nothing do not', async () => {
+    const { reporter, published } = reporterWith();
+    await reporter.publishNow();
+    assert.equal(published.length, 1);
+    reporter.onHeartbeat(heartbeat('SensorAcquisition'));
+    reporter.onHeartbeat(heartbeat('StreamBuffer'));
+    assert.equal(published.length, 1, 'still degraded: no extra publish');
+    reporter.onHeartbeat(heartbeat('MqttPublisher'));
+    assert.equal(published.length, 2, 'degraded -> healthy publishes at once');
+    assert.equal(published[1].status, 'healthy');
+    reporter.onHeartbeat(heartbeat('MqttPublisher'));
+    assert.equal(published.length, 2, 'still healthy: no extra publish');
+    reporter.onHeartbeat(heartbeat('StreamBuffer', bufferMetrics([Date.now() - 1_000_000])));
+    assert.equal(published.length, 3, 'healthy -> degraded publishes at once');
+    assert.equal(published[2].status, 'degraded');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(reporter.metrics.published, 3);
+  });
+
+  test('start() publishes at once and then every publishIntervalMs; stop() ends it', async () => {
+    const { reporter, published } = reporterWith({ publishIntervalMs: 40 });
+    const started = Date.now();
+    reporter.start();
+    assert.equal(published.length, 1, 'the first message goes out at once');
+    while (published.length < 3 && Date.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 5));
+    await reporter.stop();
+    const elapsed = Date.now() - started;
+    const count = published.length;
+    assert.ok(count >= 3, `published ${count} times in ${elapsed} ms at a 40 ms interval`);
+    assert.ok(elapsed >= 75, `third message after ${elapsed} ms: faster than the interval`);
+    assert.ok(count <= Math.floor(elapsed / 40) + 1, `published ${count} times in ${elapsed} ms at a 40 ms interval`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(published.length, count);
+  });
+
+  test('a failed publish is counted, not thrown, and the next publish still goes out', async () => {
+    let fail = true;
+    const sent: HealthMessage[] = [];
+    const { reporter } = reporterWith({}, undefined, async (message) => {
+      if (fail) throw new Error('ServiceError: spool full');
+      sent.push(message);
+    });
+    await reporter.publishNow();
+    assert.deepEqual(reporter.metrics, { published: 0, publishFailures: 1, heartbeatsReceived: 0, invalidHeartbeats: 0 });
+    fail = false;
+    await reporter.publishNow();
+    assert.equal(reporter.metrics.published, 1);
+    assert.equal(sent.length, 1);
+  });
+});
