@@ -1,19 +1,41 @@
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { Backoff, sleep } from '../components/shared/backoff';
-import { ACK_SCHEMA, checkAck, checkEnvelope, parseJson, type AckCommand, type Envelope, type WireRecord } from '../components/shared/envelope';
+import {
+  ACK_SCHEMA,
+  BACKFILL_SCHEMA,
+  EPOCH_REPLACED,
+  MAX_BACKFILL_RANGES,
+  MAX_BACKFILL_RECORDS,
+  checkAck,
+  checkBackfill,
+  checkEnvelope,
+  checkEpochReport,
+  checkLoss,
+  parseJson,
+  type AckCommand,
+  type BackfillRequest,
+  type Envelope,
+  type WireRecord,
+} from '../components/shared/envelope';
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
-import { APP, commandTopic, parseDataTopic } from '../components/shared/topics';
+import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
-import { healthKey, MAX_KEY_SEQ, recordKey, rejectedKey, STATUS_KEY } from './keys';
-import { Ledger, MAX_GAPS } from './ledger';
+import { EPOCHS_PREFIX, epochKey, gapKey, healthKey, MAX_KEY_SEQ, recordKey, rejectedKey, STATUS_KEY } from './keys';
+import { Ledger, MAX_GAPS, type SeqRange } from './ledger';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
 export const DEFAULT_ACK_WINDOW_MS = 200;
 export const DEFAULT_STATUS_INTERVAL_MS = 1000;
-export const HEALTH_STREAM = 'health';
+export { HEALTH_STREAM };
+/** A gap must stay open this long before the cloud asks for it: envelopes can arrive out of order. */
+export const DEFAULT_GAP_GRACE_MS = 10_000;
+export const DEFAULT_GAP_CHECK_INTERVAL_MS = 1_000;
+/** First wait before asking again for the same gap; doubles up to MAX_BACKFILL_RETRY_MS. */
+export const DEFAULT_BACKFILL_RETRY_MS = 30_000;
+export const MAX_BACKFILL_RETRY_MS = 5 * 60_000;
 /** A rejected oversized message keeps only its head: the reason says why, the rest is noise. */
 export const REJECTED_PAYLOAD_HEAD_BYTES = 4096;
 
@@ -36,6 +58,10 @@ export interface CloudIngestOptions {
   archiveRetryBaseMs?: number;
   /** Bound on waiting for acks to be PUBACKed during stop(), for when the broker is gone. */
   stopTimeoutMs?: number;
+  gapGraceMs?: number;
+  gapCheckIntervalMs?: number;
+  backfillRetryMs?: number;
+  maxBackfillRecords?: number;
   now?: () => Date;
 }
 
@@ -54,6 +80,13 @@ export interface IngestStats {
   ackErrors: number;
   /** Messages received and not yet fully handled. */
   inFlight: number;
+  lossReports: number;
+  epochReports: number;
+  /** Seqs of replaced epochs that never arrived, as stated by epoch reports. */
+  epochLoss: number;
+  /** Epoch reports whose old file was unreadable: a loss of unknown size. */
+  epochLossUnknown: number;
+  backfillRequests: number;
 }
 
 type Outcome = { ok: true } | { ok: false; reason: string };
@@ -95,7 +128,22 @@ export class CloudIngest {
   private statusWrite: Promise<void> | undefined;
   private statusFailing = false;
 
+  private readonly gapGraceMs: number;
+  private readonly gapCheckIntervalMs: number;
+  private readonly backfillRetryMs: number;
+  private readonly maxBackfillRecords: number;
+  private gapTimer: NodeJS.Timeout | undefined;
+  /** Per (device, stream, epoch): when each open gap was first seen, and the last backfill request. */
+  private readonly gapTracking = new Map<string, { firstSeen: Map<number, number>; lastRequestAt: number; attempts: number }>();
+  /** Epochs a device has declared replaced: nothing more will come, so no backfill is asked. */
+  private readonly closedEpochs = new Set<string>();
+
   private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected'> = {
+    lossReports: 0,
+    epochReports: 0,
+    epochLoss: 0,
+    epochLossUnknown: 0,
+    backfillRequests: 0,
     received: 0,
     accepted: 0,
     recordsArchived: 0,
@@ -127,6 +175,10 @@ export class CloudIngest {
     this.archiveRetryBaseMs = Math.max(1, options.archiveRetryBaseMs ?? 100);
     this.stopTimeoutMs = nonNegative('stopTimeoutMs', options.stopTimeoutMs ?? 5000);
     this.now = options.now ?? (() => new Date());
+    this.gapGraceMs = nonNegative('gapGraceMs', options.gapGraceMs ?? DEFAULT_GAP_GRACE_MS);
+    this.gapCheckIntervalMs = nonNegative('gapCheckIntervalMs', options.gapCheckIntervalMs ?? DEFAULT_GAP_CHECK_INTERVAL_MS);
+    this.backfillRetryMs = nonNegative('backfillRetryMs', options.backfillRetryMs ?? DEFAULT_BACKFILL_RETRY_MS);
+    this.maxBackfillRecords = Math.min(MAX_BACKFILL_RECORDS, Math.max(1, options.maxBackfillRecords ?? MAX_BACKFILL_RECORDS));
     this.startedAt = this.now();
     if (options.client) {
       this.client = options.client;
@@ -154,8 +206,13 @@ export class CloudIngest {
     const ignored: string[] = [];
     this.ledger = await Ledger.rebuild(this.archive, (key) => ignored.push(key));
     if (ignored.length > 0) this.logger.warn('ignored archive keys outside the record layout', { count: ignored.length, first: ignored.slice(0, 5) });
-    this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length });
+    await this.rebuildClosedEpochs();
+    this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length, closedEpochs: this.closedEpochs.size });
     this.markReady();
+    if (this.gapCheckIntervalMs > 0) {
+      this.gapTimer = setInterval(() => this.checkGaps(), this.gapCheckIntervalMs);
+      this.gapTimer.unref();
+    }
     if (this.statusIntervalMs > 0) {
       this.statusTimer = setInterval(() => void this.writeStatus(), this.statusIntervalMs);
       this.statusTimer.unref();
@@ -181,6 +238,7 @@ export class CloudIngest {
       return;
     }
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.gapTimer) clearInterval(this.gapTimer);
     await this.idle();
     this.client.off('message', this.onMessage);
     this.client.off('connect', this.onConnect);
@@ -272,6 +330,8 @@ export class CloudIngest {
       return this.reject(topic, payload, receivedAt, `oversized: ${payload.length} bytes, limit ${this.maxPayloadBytes} (AWS IoT Core payload limit)`);
     }
     if (parsed.stream === HEALTH_STREAM) return this.storeHealth(topic, parsed.thing, payload, receivedAt);
+    if (parsed.stream === LOSS_STREAM) return this.recordLoss(topic, parsed.thing, payload, receivedAt);
+    if (parsed.stream === EPOCH_STREAM) return this.recordEpoch(topic, parsed.thing, payload, receivedAt);
 
     const json = parseJson(payload);
     if (!json.ok) return this.reject(topic, payload, receivedAt, json.reason);
@@ -342,6 +402,137 @@ export class CloudIngest {
     } catch (error) {
       this.counters.archiveErrors += 1;
       this.logger.error('health write failed', { topic, error: errorMessage(error) });
+    }
+  }
+
+  /** A device's statement that ranges will never arrive: recorded as permanent gaps with the reason. */
+  private async recordLoss(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const json = parseJson(payload);
+    const checked = json.ok ? checkLoss(json.value) : json;
+    if (!checked.ok) return this.reject(topic, payload, receivedAt, `loss: ${checked.reason}`);
+    const loss = checked.value;
+    if (loss.device !== device) return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", loss report says "${loss.device}"`);
+    this.counters.lossReports += 1;
+    const body = { reason: loss.reason, source: 'loss-report', requestId: loss.requestId, reportedAt: loss.reportedAt, receivedAt: receivedAt.toISOString() };
+    if (await this.recordGaps(device, loss.stream, loss.epoch, loss.ranges, loss.reason, body)) {
+      this.logger.warn('device reported records that will never arrive', { device, stream: loss.stream, epoch: loss.epoch, reason: loss.reason, ranges: loss.ranges.slice(0, 10) });
+      this.scheduleAck(device, loss.stream, loss.epoch);
+    }
+  }
+
+  /**
+   * A device replaced its store: everything of the old epoch up to what it had sampled that is not
+   * archived is lost, and that count is the epoch loss. The old epoch is closed to backfill.
+   */
+  private async recordEpoch(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const json = parseJson(payload);
+    const checked = json.ok ? checkEpochReport(json.value) : json;
+    if (!checked.ok) return this.reject(topic, payload, receivedAt, `epoch: ${checked.reason}`);
+    const report = checked.value;
+    if (report.device !== device) return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", epoch report says "${report.device}"`);
+    this.counters.epochReports += 1;
+    try {
+      await this.withRetries(() => this.archive.put(epochKey(device, report.epoch), JSON.stringify({ ...report, receivedAt: receivedAt.toISOString() })));
+    } catch (error) {
+      this.counters.archiveErrors += 1;
+      this.logger.error('could not store epoch report; the device reports again until it is acknowledged', { device, error: errorMessage(error) });
+      return;
+    }
+    if (!report.previousEpoch) return;
+    this.closedEpochs.add(`${device}\u0000${report.previousEpoch}`);
+    if (report.previousStreams === null) {
+      this.counters.epochLossUnknown += 1;
+      this.logger.error('epoch replaced and the old file was unreadable: loss of unknown size', { device, epoch: report.epoch, previousEpoch: report.previousEpoch });
+      return;
+    }
+    let lost = 0;
+    for (const previous of report.previousStreams) {
+      const ledger = this.ledger!.stream(device, previous.stream, report.previousEpoch);
+      const missing = ledger.uncovered(previous.appended);
+      const count = missing.reduce((sum, [from, to]) => sum + to - from + 1, 0);
+      const body = { reason: EPOCH_REPLACED, source: 'epoch-report', newEpoch: report.epoch, reportedAt: report.reportedAt, receivedAt: receivedAt.toISOString() };
+      if (count > 0 && (await this.recordGaps(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, body))) lost += count;
+    }
+    this.counters.epochLoss += lost;
+    this.logger.error('epoch replaced; records of the old epoch that never arrived are lost', {
+      device,
+      epoch: report.epoch,
+      previousEpoch: report.previousEpoch,
+      lost,
+      streams: report.previousStreams,
+    });
+  }
+
+  /** Persists each range as a gaps/ object, then marks it in the ledger. False if a write failed. */
+  private async recordGaps(device: string, stream: string, epoch: string, ranges: SeqRange[], reason: string, body: Record<string, unknown>): Promise<boolean> {
+    const ledger = this.ledger!.stream(device, stream, epoch);
+    for (const [from, to] of ranges) {
+      try {
+        await this.withRetries(() => this.archive.put(gapKey(device, stream, epoch, from, to), JSON.stringify({ device, stream, epoch, seqFrom: from, seqTo: to, ...body })));
+      } catch (error) {
+        this.counters.archiveErrors += 1;
+        this.logger.error('could not record a permanent gap', { device, stream, epoch, from, to, error: errorMessage(error) });
+        return false;
+      }
+      ledger.markGone(from, to, reason);
+    }
+    return true;
+  }
+
+  private async rebuildClosedEpochs(): Promise<void> {
+    for (const key of await this.archive.list(EPOCHS_PREFIX)) {
+      try {
+        const report = JSON.parse((await this.archive.get(key))?.toString('utf8') ?? '{}');
+        if (typeof report.device === 'string' && typeof report.previousEpoch === 'string') this.closedEpochs.add(`${report.device}\u0000${report.previousEpoch}`);
+      } catch (error) {
+        this.logger.warn('unreadable epoch report in the archive', { key, error: errorMessage(error) });
+      }
+    }
+  }
+
+  /**
+   * Asks devices for gaps that stayed open past the grace time, with bounded requests and a
+   * doubling wait before asking again for the same stream.
+   */
+  checkGaps(nowMs = this.now().getTime()): void {
+    if (!this.ledger || this.stopping) return;
+    for (const entry of this.ledger.entries()) {
+      const key = `${entry.device}\u0000${entry.stream}\u0000${entry.epoch}`;
+      const gaps = this.closedEpochs.has(`${entry.device}\u0000${entry.epoch}`) ? [] : entry.ledger.gaps(MAX_GAPS);
+      if (gaps.length === 0) {
+        this.gapTracking.delete(key);
+        continue;
+      }
+      let tracking = this.gapTracking.get(key);
+      if (!tracking) {
+        tracking = { firstSeen: new Map(), lastRequestAt: 0, attempts: 0 };
+        this.gapTracking.set(key, tracking);
+      }
+      const open = new Set(gaps.map(([from]) => from));
+      for (const from of [...tracking.firstSeen.keys()]) if (!open.has(from)) tracking.firstSeen.delete(from);
+      for (const from of open) if (!tracking.firstSeen.has(from)) tracking.firstSeen.set(from, nowMs);
+      const due = gaps.filter(([from]) => nowMs - tracking!.firstSeen.get(from)! >= this.gapGraceMs);
+      const wait = Math.min(MAX_BACKFILL_RETRY_MS, this.backfillRetryMs * 2 ** Math.max(0, tracking.attempts - 1));
+      if (due.length === 0 || (tracking.attempts > 0 && nowMs - tracking.lastRequestAt < wait)) continue;
+      const ranges = boundRanges(due, MAX_BACKFILL_RANGES, this.maxBackfillRecords);
+      tracking.lastRequestAt = nowMs;
+      tracking.attempts += 1;
+      this.trackAck(this.sendBackfill({ schema: BACKFILL_SCHEMA, requestId: randomUUID(), device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges, issuedAt: new Date(nowMs).toISOString() }));
+    }
+  }
+
+  private async sendBackfill(request: BackfillRequest): Promise<void> {
+    const checked = checkBackfill(request, this.maxBackfillRecords);
+    if (!checked.ok) {
+      this.logger.error('refusing to send a backfill request that breaks the contract', { device: request.device, reason: checked.reason });
+      return;
+    }
+    try {
+      await this.client.publishAsync(commandTopic(request.device, 'backfill', this.app), JSON.stringify(request), { qos: 1 });
+      this.counters.backfillRequests += 1;
+      this.logger.info('backfill requested', { device: request.device, stream: request.stream, epoch: request.epoch, ranges: request.ranges, requestId: request.requestId });
+    } catch (error) {
+      this.logger.warn('backfill request not sent; the next gap check retries', { device: request.device, error: errorMessage(error) });
     }
   }
 
@@ -439,6 +630,19 @@ function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date):
     receivedAt: receivedAt.toISOString(),
     records: run,
   });
+}
+
+/** At most maxRanges ranges and maxRecords seqs, lowest first; the last range may be cut short. */
+export function boundRanges(ranges: SeqRange[], maxRanges: number, maxRecords: number): SeqRange[] {
+  const out: SeqRange[] = [];
+  let budget = maxRecords;
+  for (const [from, to] of ranges) {
+    if (out.length >= maxRanges || budget <= 0) break;
+    const end = Math.min(to, from + budget - 1);
+    out.push([from, end]);
+    budget -= end - from + 1;
+  }
+  return out;
 }
 
 function isUtf8(bytes: Buffer): boolean {

@@ -4,12 +4,16 @@
  * list of the Amazon S3 object-key naming guidelines (0-9 a-z A-Z ! - _ . * ' ( ) and /).
  *
  *   records/<device>/<stream>/<epoch>/<seqFrom:12>-<seqTo:12>.json   one contiguous run of records
+ *   gaps/<device>/<stream>/<epoch>/<seqFrom:12>-<seqTo:12>.json      a permanent gap and its reason
+ *   epochs/<device>/<epoch>.json                                     an epoch report from the device
  *   health/<device>/latest.json                                      last health message per device
  *   rejected/<YYYY-MM-DD>/<uuid>.json                                a rejected message and its reason
  *   _status/ingest.json                                              the ingest's counters
  */
 
 export const RECORDS_PREFIX = 'records/';
+export const GAPS_PREFIX = 'gaps/';
+export const EPOCHS_PREFIX = 'epochs/';
 export const HEALTH_PREFIX = 'health/';
 export const REJECTED_PREFIX = 'rejected/';
 export const STATUS_KEY = '_status/ingest.json';
@@ -71,15 +75,36 @@ function padSeq(seq: number): string {
   return String(seq).padStart(SEQ_DIGITS, '0');
 }
 
-export function recordKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
+function rangeKey(prefix: string, device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
   if (seqTo < seqFrom) throw new RangeError(`seqTo ${seqTo} < seqFrom ${seqFrom}`);
-  return `${RECORDS_PREFIX}${encodeKeySegment(device)}/${encodeKeySegment(stream)}/${encodeKeySegment(epoch)}/${padSeq(seqFrom)}-${padSeq(seqTo)}.json`;
+  return `${prefix}${encodeKeySegment(device)}/${encodeKeySegment(stream)}/${encodeKeySegment(epoch)}/${padSeq(seqFrom)}-${padSeq(seqTo)}.json`;
+}
+
+export function recordKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
+  return rangeKey(RECORDS_PREFIX, device, stream, epoch, seqFrom, seqTo);
+}
+
+export function gapKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
+  return rangeKey(GAPS_PREFIX, device, stream, epoch, seqFrom, seqTo);
+}
+
+export function epochKey(device: string, epoch: string): string {
+  return `${EPOCHS_PREFIX}${encodeKeySegment(device)}/${encodeKeySegment(epoch)}.json`;
 }
 
 /** Inverse of recordKey; undefined for any key recordKey could not have produced. */
 export function parseRecordKey(key: string): RecordKey | undefined {
+  return parseRangeKey(key, RECORDS_PREFIX);
+}
+
+/** Inverse of gapKey. */
+export function parseGapKey(key: string): RecordKey | undefined {
+  return parseRangeKey(key, GAPS_PREFIX);
+}
+
+function parseRangeKey(key: string, prefix: string): RecordKey | undefined {
   const parts = key.split('/');
-  if (parts.length !== 5 || `${parts[0]}/` !== RECORDS_PREFIX) return undefined;
+  if (parts.length !== 5 || `${parts[0]}/` !== prefix) return undefined;
   const match = /^(\d{12})-(\d{12})\.json$/.exec(parts[4]);
   if (!match) return undefined;
   const seqFrom = Number(match[1]);

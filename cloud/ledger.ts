@@ -1,5 +1,5 @@
 import type { ArchiveBackend } from './archive';
-import { parseRecordKey, RECORDS_PREFIX } from './keys';
+import { GAPS_PREFIX, parseGapKey, parseRecordKey, RECORDS_PREFIX } from './keys';
 
 /** An inclusive [from, to] range of sequence numbers. */
 export type SeqRange = [number, number];
@@ -8,15 +8,14 @@ export type SeqRange = [number, number];
 export const MAX_GAPS = 100;
 
 /**
- * The archived sequence numbers of one (device, stream, epoch), kept as sorted, disjoint,
- * non-adjacent ranges. A healthy stream collapses to a single range, so memory stays constant
- * however many records arrive.
+ * A set of sequence numbers kept as sorted, disjoint, non-adjacent ranges. A healthy stream
+ * collapses to a single range, so memory stays constant however many records arrive.
  */
-export class StreamLedger {
+export class RangeSet {
   private readonly ranges: SeqRange[] = [];
   private total = 0;
 
-  /** Marks from..to (inclusive) as archived; overlapping and adjacent ranges merge. */
+  /** Adds from..to (inclusive); overlapping and adjacent ranges merge. */
   add(from: number, to: number): void {
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 1 || to < from) {
       throw new RangeError(`a ledger range needs integers 1 <= from <= to, got [${from}, ${to}]`);
@@ -42,22 +41,22 @@ export class StreamLedger {
     return i < this.ranges.length && this.ranges[i][0] <= seq;
   }
 
-  /** How many distinct sequence numbers are archived. */
+  /** How many distinct sequence numbers are in the set. */
   get count(): number {
     return this.total;
   }
 
-  /** Highest n such that 1..n are all archived; 0 if seq 1 is missing. */
+  /** Highest n such that 1..n are all in the set; 0 if seq 1 is missing. */
   watermark(): number {
     return this.ranges.length > 0 && this.ranges[0][0] === 1 ? this.ranges[0][1] : 0;
   }
 
-  /** Highest archived sequence number; 0 if none. */
+  /** Highest sequence number in the set; 0 if none. */
   highest(): number {
     return this.ranges.length > 0 ? this.ranges[this.ranges.length - 1][1] : 0;
   }
 
-  /** Missing ranges between the watermark and the highest archived seq, lowest first, at most limit. */
+  /** Ranges missing between 1 and the highest seq, lowest first, at most limit. */
   gaps(limit = MAX_GAPS): SeqRange[] {
     const out: SeqRange[] = [];
     let previousEnd = 0;
@@ -69,9 +68,116 @@ export class StreamLedger {
     return out;
   }
 
-  /** Total number of missing seqs between 1 and the highest archived seq (not capped). */
+  /** Total number of missing seqs between 1 and the highest seq (not capped). */
   missingCount(): number {
     return this.highest() - this.total;
+  }
+
+  /** Every range of 1..upTo not in the set, uncapped. */
+  complement(upTo: number): SeqRange[] {
+    const out: SeqRange[] = [];
+    let next = 1;
+    for (const [from, to] of this.ranges) {
+      if (from > upTo) break;
+      if (from > next) out.push([next, from - 1]);
+      next = Math.max(next, to + 1);
+    }
+    if (next <= upTo) out.push([next, upTo]);
+    return out;
+  }
+
+  toArray(): SeqRange[] {
+    return this.ranges.map(([from, to]) => [from, to]);
+  }
+
+  private firstEndingAtOrAfter(seq: number): number {
+    let low = 0;
+    let high = this.ranges.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.ranges[mid][1] < seq) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+}
+
+
+/**
+ * What the cloud knows of one (device, stream, epoch): the archived seqs, and the permanent gaps
+ * the device reported (dropped by a named retention rule, or lost with a replaced epoch). The
+ * watermark and gaps count both, so a reported loss never holds a device's deletions back, while
+ * `count` and `has` speak of archived records only.
+ */
+export class StreamLedger {
+  private readonly archived = new RangeSet();
+  private readonly gone = new RangeSet();
+  private readonly covered = new RangeSet();
+  private readonly goneReasons: Array<{ from: number; to: number; reason: string }> = [];
+
+  /** Marks from..to (inclusive) as archived. */
+  add(from: number, to: number): void {
+    this.archived.add(from, to);
+    this.covered.add(from, to);
+  }
+
+  /** Marks from..to as permanently missing, for a reason the device stated. */
+  markGone(from: number, to: number, reason: string): void {
+    this.gone.add(from, to);
+    this.covered.add(from, to);
+    this.goneReasons.push({ from, to, reason });
+  }
+
+  has(seq: number): boolean {
+    return this.archived.has(seq);
+  }
+
+  isGone(seq: number): boolean {
+    return this.gone.has(seq);
+  }
+
+  /** How many distinct sequence numbers are archived. */
+  get count(): number {
+    return this.archived.count;
+  }
+
+  /** Highest n such that each of 1..n is archived or a permanent gap; 0 if seq 1 is neither. */
+  watermark(): number {
+    return this.covered.watermark();
+  }
+
+  /** Highest sequence number archived or reported gone; 0 if none. */
+  highest(): number {
+    return this.covered.highest();
+  }
+
+  /** Open gaps (neither archived nor reported gone) up to the highest known seq, at most limit. */
+  gaps(limit = MAX_GAPS): SeqRange[] {
+    return this.covered.gaps(limit);
+  }
+
+  /** Ranges of 1..upTo neither archived nor reported gone, uncapped. */
+  uncovered(upTo: number): SeqRange[] {
+    return this.covered.complement(upTo);
+  }
+
+  /** Number of open-gap seqs (not capped). */
+  missingCount(): number {
+    return this.covered.missingCount();
+  }
+
+  /** Permanent-gap seqs that were never archived, by reason (first reason reported wins). */
+  goneByReason(): Record<string, number> {
+    const counted = new RangeSet();
+    const out: Record<string, number> = {};
+    for (const { from, to, reason } of this.goneReasons) {
+      for (let seq = from; seq <= to; seq += 1) {
+        if (this.archived.has(seq) || counted.has(seq)) continue;
+        counted.add(seq, seq);
+        out[reason] = (out[reason] ?? 0) + 1;
+      }
+    }
+    return out;
   }
 
   /**
@@ -97,18 +203,7 @@ export class StreamLedger {
   }
 
   toArray(): SeqRange[] {
-    return this.ranges.map(([from, to]) => [from, to]);
-  }
-
-  private firstEndingAtOrAfter(seq: number): number {
-    let low = 0;
-    let high = this.ranges.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if (this.ranges[mid][1] < seq) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    return this.archived.toArray();
   }
 }
 
@@ -136,6 +231,22 @@ export class Ledger {
         continue;
       }
       ledger.stream(parsed.device, parsed.stream, parsed.epoch).add(parsed.seqFrom, parsed.seqTo);
+    }
+    // Permanent gaps: the key names the range, the body the reason.
+    for (const key of await archive.list(GAPS_PREFIX)) {
+      const parsed = parseGapKey(key);
+      const body = parsed ? await archive.get(key) : undefined;
+      let reason = 'unknown';
+      try {
+        reason = String(JSON.parse(body?.toString('utf8') ?? '{}').reason ?? 'unknown');
+      } catch {
+        // An unreadable body still records the gap; only its reason is lost.
+      }
+      if (!parsed) {
+        onIgnoredKey?.(key);
+        continue;
+      }
+      ledger.stream(parsed.device, parsed.stream, parsed.epoch).markGone(parsed.seqFrom, parsed.seqTo, reason);
     }
     return ledger;
   }

@@ -1,10 +1,26 @@
 import { createHash } from 'node:crypto';
 import envelopeSchema from './schemas/envelope.schema.json';
 import ackSchema from './schemas/ack.schema.json';
+import backfillSchema from './schemas/backfill.schema.json';
+import lossSchema from './schemas/loss.schema.json';
+import epochSchema from './schemas/epoch.schema.json';
 import { compileValidator } from './validation';
 
 export const ENVELOPE_SCHEMA = 'elevator.envelope/1';
 export const ACK_SCHEMA = 'elevator.ack/1';
+export const BACKFILL_SCHEMA = 'elevator.backfill/1';
+export const LOSS_SCHEMA = 'elevator.loss/1';
+export const EPOCH_SCHEMA = 'elevator.epoch/1';
+
+/** Bounds of one backfill request (docs/CONTRACTS.md, "Backfill"). */
+export const MAX_BACKFILL_RANGES = 20;
+export const MAX_BACKFILL_RECORDS = 10_000;
+
+export type LossReason = 'byte-cap' | 'age-cap' | 'disk-guard' | 'deleted-after-ack' | 'not-sampled' | 'unknown';
+/** Reasons that are a named retention policy at work, as opposed to a fault. */
+export const RETENTION_REASONS: readonly LossReason[] = ['byte-cap', 'age-cap', 'disk-guard'];
+/** Permanent-gap reason the cloud records for what a replaced epoch never delivered. */
+export const EPOCH_REPLACED = 'epoch-replaced';
 
 /** One sampled record as it travels: per-stream sequence number, wall-clock ms, monotonic ms, domain data. */
 export interface WireRecord {
@@ -37,6 +53,36 @@ export interface AckCommand {
   /** Inclusive [from, to] ranges above the watermark that are still missing. */
   gaps: Array<[number, number]>;
   issuedAt: string;
+}
+
+export interface BackfillRequest {
+  schema: typeof BACKFILL_SCHEMA;
+  requestId: string;
+  device: string;
+  stream: string;
+  epoch: string;
+  ranges: Array<[number, number]>;
+  issuedAt: string;
+}
+
+export interface LossReport {
+  schema: typeof LOSS_SCHEMA;
+  device: string;
+  stream: string;
+  epoch: string;
+  ranges: Array<[number, number]>;
+  reason: LossReason;
+  requestId?: string;
+  reportedAt: string;
+}
+
+export interface EpochReport {
+  schema: typeof EPOCH_SCHEMA;
+  device: string;
+  epoch: string;
+  previousEpoch: string | null;
+  previousStreams: Array<{ stream: string; appended: number; watermark: number }> | null;
+  reportedAt: string;
 }
 
 /**
@@ -102,6 +148,49 @@ export function checkAck(value: unknown): Checked<AckCommand> {
     if (to < from || from <= shape.value.watermark) {
       return { ok: false, reason: `gaps: [${from}, ${to}] must satisfy watermark < from <= to` };
     }
+  }
+  return shape;
+}
+
+const validateBackfillShape = compileValidator<BackfillRequest>(backfillSchema);
+const validateLossShape = compileValidator<LossReport>(lossSchema);
+const validateEpochShape = compileValidator<EpochReport>(epochSchema);
+
+/** Ranges must be well formed and disjoint; returns the number of seqs they cover. */
+function checkRanges(ranges: Array<[number, number]>): Checked<number> {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  for (let i = 0; i < sorted.length; i += 1) {
+    const [from, to] = sorted[i];
+    if (to < from) return { ok: false, reason: `ranges: [${from}, ${to}] has to < from` };
+    if (i > 0 && from <= sorted[i - 1][1]) return { ok: false, reason: `ranges: [${from}, ${to}] overlaps [${sorted[i - 1][0]}, ${sorted[i - 1][1]}]` };
+    total += to - from + 1;
+  }
+  return { ok: true, value: total };
+}
+
+/** Schema, well-formed disjoint ranges, and at most MAX_BACKFILL_RECORDS records in all. */
+export function checkBackfill(value: unknown, maxRecords = MAX_BACKFILL_RECORDS): Checked<BackfillRequest> {
+  const shape = validateBackfillShape(value);
+  if (!shape.ok) return { ok: false, reason: `schema: ${shape.reason}` };
+  const total = checkRanges(shape.value.ranges);
+  if (!total.ok) return total;
+  if (total.value > maxRecords) return { ok: false, reason: `too-large: ${total.value} records requested, at most ${maxRecords} per request` };
+  return shape;
+}
+
+export function checkLoss(value: unknown): Checked<LossReport> {
+  const shape = validateLossShape(value);
+  if (!shape.ok) return { ok: false, reason: `schema: ${shape.reason}` };
+  const total = checkRanges(shape.value.ranges);
+  return total.ok ? shape : total;
+}
+
+export function checkEpochReport(value: unknown): Checked<EpochReport> {
+  const shape = validateEpochShape(value);
+  if (!shape.ok) return { ok: false, reason: `schema: ${shape.reason}` };
+  for (const s of shape.value.previousStreams ?? []) {
+    if (s.watermark > s.appended) return { ok: false, reason: `previousStreams: ${s.stream} watermark ${s.watermark} > appended ${s.appended}` };
   }
   return shape;
 }

@@ -15,8 +15,22 @@ export function commandTopic(thing: string, kind: 'ack' | 'backfill', app = APP)
   return checkedTopic(`cmd/${app}/${thing}/${kind}`);
 }
 
+/** Reserved names under dt/<app>/<thing>/ that are reports, not data streams. */
+export const HEALTH_STREAM = 'health';
+export const LOSS_STREAM = 'loss';
+export const EPOCH_STREAM = 'epoch';
+export const RESERVED_STREAMS: readonly string[] = [HEALTH_STREAM, LOSS_STREAM, EPOCH_STREAM];
+
 export function healthTopic(thing: string, app = APP): string {
-  return dataTopic(thing, 'health', app);
+  return dataTopic(thing, HEALTH_STREAM, app);
+}
+
+export function lossTopic(thing: string, app = APP): string {
+  return dataTopic(thing, LOSS_STREAM, app);
+}
+
+export function epochTopic(thing: string, app = APP): string {
+  return dataTopic(thing, EPOCH_STREAM, app);
 }
 
 /** Local (Greengrass pub/sub) topic on which each component publishes its heartbeat. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LocalFolderArchive } from '../../cloud/archive';
 import { auditArchive } from '../../cloud/audit';
-import { recordKey } from '../../cloud/keys';
+import { gapKey, recordKey } from '../../cloud/keys';
 import { makeRecords, tempDir } from '../helpers/cloud-fixtures';
 
 function run(device: string, stream: string, epoch: string, from: number, to: number): string {
@@ -25,10 +25,11 @@ test('auditArchive counts unique records from object contents, not key names', a
 
     const audit = await auditArchive(archive);
     assert.deepEqual(audit.streams, [
-      { device: 'dev-1', stream: 'run', epoch: 'abcdef12', uniqueRecords: 17, watermark: 15, highestSeq: 22, gaps: [[16, 20]], missingRecords: 5 },
-      { device: 'dev-2', stream: 'motor', epoch: 'abcdef12', uniqueRecords: 3, watermark: 3, highestSeq: 3, gaps: [], missingRecords: 0 },
+      { device: 'dev-1', stream: 'run', epoch: 'abcdef12', uniqueRecords: 17, duplicateRecords: 3, gone: {}, watermark: 15, highestSeq: 22, gaps: [[16, 20]], missingRecords: 5 },
+      { device: 'dev-2', stream: 'motor', epoch: 'abcdef12', uniqueRecords: 3, duplicateRecords: 0, gone: {}, watermark: 3, highestSeq: 3, gaps: [], missingRecords: 0 },
     ]);
     assert.equal(audit.uniqueRecords, 20);
+    assert.equal(audit.duplicateRecords, 3, 'seqs 8..10 are stored twice');
     assert.equal(audit.missingRecords, 5);
     assert.equal(audit.objects, 5);
     assert.equal(audit.unreadable.length, 1);
@@ -42,7 +43,29 @@ test('auditArchive of an empty archive finds nothing', async () => {
   const dir = await tempDir();
   try {
     const audit = await auditArchive(new LocalFolderArchive(dir.path));
-    assert.deepEqual(audit, { streams: [], uniqueRecords: 0, missingRecords: 0, objects: 0, unreadable: [] });
+    assert.deepEqual(audit, { streams: [], uniqueRecords: 0, duplicateRecords: 0, missingRecords: 0, objects: 0, unreadable: [] });
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('auditArchive counts permanent gaps by reason, only where nothing was archived, and the watermark passes them', async () => {
+  const dir = await tempDir();
+  try {
+    const archive = new LocalFolderArchive(dir.path);
+    await archive.put(recordKey('dev-1', 'run', 'abcdef12', 1, 5), run('dev-1', 'run', 'abcdef12', 1, 5));
+    await archive.put(recordKey('dev-1', 'run', 'abcdef12', 11, 12), run('dev-1', 'run', 'abcdef12', 11, 12));
+    const gap = (from: number, to: number, reason: string) =>
+      archive.put(gapKey('dev-1', 'run', 'abcdef12', from, to), JSON.stringify({ device: 'dev-1', stream: 'run', epoch: 'abcdef12', seqFrom: from, seqTo: to, reason }));
+    await gap(6, 8, 'byte-cap');
+    // 9..11 declared gone, but 11 was archived after all: only 9 and 10 count as gone.
+    await gap(9, 11, 'epoch-replaced');
+    const audit = await auditArchive(archive);
+    assert.equal(audit.streams.length, 1);
+    assert.deepEqual(audit.streams[0].gone, { 'byte-cap': 3, 'epoch-replaced': 2 });
+    assert.equal(audit.streams[0].uniqueRecords, 7);
+    assert.equal(audit.streams[0].watermark, 12);
+    assert.deepEqual(audit.streams[0].gaps, []);
   } finally {
     await dir.remove();
   }
