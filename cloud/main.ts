@@ -6,7 +6,14 @@ import { LocalFolderArchive } from './archive';
 import { createIngestClient, endClient } from './connection';
 import { CloudIngest } from './ingest';
 
-const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive] [--app ${APP}] [--client-id <app>-cloud-ingest]`;
+const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive] [--app ${APP}] [--client-id <app>-cloud-ingest] [--gap-grace-ms 10000] [--backfill-retry-ms 30000]`;
+
+function numberFlag(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number, got "${text}"`);
+  return value;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -15,6 +22,8 @@ async function main(): Promise<void> {
       archive: { type: 'string', default: '.local/cloud-archive' },
       app: { type: 'string', default: APP },
       'client-id': { type: 'string' },
+      'gap-grace-ms': { type: 'string' },
+      'backfill-retry-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -33,7 +42,14 @@ async function main(): Promise<void> {
   const archive = new LocalFolderArchive(archiveRoot);
   const client = createIngestClient(values.broker, clientId, logger);
   // Built in the same tick as the client, so the ingest's listener is attached before any message arrives.
-  const ingest = new CloudIngest({ client, archive, app, logger });
+  const ingest = new CloudIngest({
+    client,
+    archive,
+    app,
+    logger,
+    gapGraceMs: numberFlag('gap-grace-ms', values['gap-grace-ms']),
+    backfillRetryMs: numberFlag('backfill-retry-ms', values['backfill-retry-ms']),
+  });
 
   let stopping = false;
   const shutdown = (signal: string): void => {

@@ -17,6 +17,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'spooler-max-bytes': { type: 'string' },
     'restart-delay-ms': { type: 'string' },
+    'error-reset-ms': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -25,7 +26,7 @@ if (values.help) {
   process.stdout.write(
     'usage: node dist/runtime/main.js [--root .local/greengrass] [--recipes recipes] [--artifacts build/artifacts]\n' +
       '  [--thing elevator-dev-01] [--broker mqtt://host:port (default: embedded aedes)] [--config merge.json|yaml]\n' +
-      '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0]\n',
+      '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0] [--error-reset-ms 3600000]\n',
   );
   process.exit(0);
 }
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
     only: values.only ? values.only.split(',') : undefined,
     spoolerMaxBytes: positiveNumberFlag('spooler-max-bytes', values['spooler-max-bytes']),
     restartDelayMs: positiveNumberFlag('restart-delay-ms', values['restart-delay-ms']),
+    errorResetTimeMs: positiveNumberFlag('error-reset-ms', values['error-reset-ms']),
     logger,
   });
   let stopping = false;

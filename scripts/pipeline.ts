@@ -7,9 +7,10 @@ import { GreengrassIpc } from '../components/shared/ipc';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
 import { StreamStore, type StoreStats } from '../components/shared/store';
-import { STORE_FILE_NAME } from '../components/shared/store-open';
+import { openStoreWhenHealthy, STORE_FILE_NAME } from '../components/shared/store-open';
 import { heartbeatWildcard } from '../components/shared/topics';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../runtime/broker';
+import { mergeConfiguration } from '../runtime/recipe';
 import type { RuntimeStatus } from '../runtime/runtime';
 
 /**
@@ -38,6 +39,12 @@ export interface PipelineOptions {
   timeScale: number;
   /** Extra deployment-style configuration merges per component. */
   configurationMerge?: Record<string, Record<string, unknown>>;
+  /** Where the runtime's IoT bridge connects, when not brokerUrl (e.g. through a fault proxy). */
+  deviceBrokerUrl?: string;
+  /** Extra flags for the runtime and the cloud ingest, and extra environment for the runtime. */
+  runtimeArgs?: string[];
+  runtimeEnv?: Record<string, string>;
+  ingestArgs?: string[];
   logger: Logger;
   onProgress?: (progress: Progress) => void;
 }
@@ -145,30 +152,66 @@ export class Pipeline {
       this.broker = await startEmbeddedBroker();
       this.brokerUrl = this.broker.url;
     }
-    const merge = {
-      [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 },
-      ...this.options.configurationMerge,
-    };
+    const merge = mergeConfiguration(
+      { [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 } },
+      this.options.configurationMerge ?? {},
+    );
     writeFileSync(this.paths.config, JSON.stringify(merge, null, 2));
-    this.ingest = this.spawnNode('cloud-ingest', join(DIST, 'cloud/main.js'), ['--broker', this.brokerUrl, '--archive', this.paths.archive]);
-    this.runtime = this.spawnNode('runtime', join(DIST, 'runtime/main.js'), [
-      '--root', this.paths.greengrass,
-      '--recipes', join(PROJECT_ROOT, 'recipes'),
-      '--artifacts', join(PROJECT_ROOT, 'build/artifacts'),
-      '--thing', this.options.thingName,
-      '--broker', this.brokerUrl,
-      '--config', this.paths.config,
-    ]);
+    this.startIngest();
+    await this.startRuntime();
+  }
+
+  /** The cloud ingest process; it keeps its archive and broker session across restarts. */
+  startIngest(): void {
+    this.ingest = this.spawnNode('cloud-ingest', join(DIST, 'cloud/main.js'), ['--broker', this.brokerUrl, '--archive', this.paths.archive, ...(this.options.ingestArgs ?? [])]);
+  }
+
+  killIngest(): void {
+    this.ingest?.kill('SIGKILL');
+  }
+
+  /** Every device process at once, as a power cut would: the runtime and each component's process group. */
+  powerCut(): number[] {
+    const pids = Object.values(this.runtimeStatus()?.components ?? {})
+      .map((c) => c.pid)
+      .filter((pid): pid is number => pid !== undefined);
+    for (const pid of pids) killGroup(pid);
+    this.runtime?.kill('SIGKILL');
+    return pids;
+  }
+
+  /** Starts the runtime (again) from what is on disk, and reconnects the local CLI to it. */
+  async startRuntime(): Promise<void> {
+    await this.cli?.close().catch(() => undefined);
+    await this.store?.close().catch(() => undefined);
+    this.cli = undefined;
+    this.store = undefined;
     const cliInfo = join(this.paths.greengrass, 'cli_ipc_info', 'ipc.json');
-    await waitUntil('the runtime to write its CLI socket info', () => existsSync(cliInfo) && this.runtimeStatus() !== undefined, 30_000, () => this.runtime?.exitCode !== null);
+    rmSync(cliInfo, { force: true });
+    const runtime = this.spawnNode(
+      'runtime',
+      join(DIST, 'runtime/main.js'),
+      [
+        '--root', this.paths.greengrass,
+        '--recipes', join(PROJECT_ROOT, 'recipes'),
+        '--artifacts', join(PROJECT_ROOT, 'build/artifacts'),
+        '--thing', this.options.thingName,
+        '--broker', this.options.deviceBrokerUrl ?? this.brokerUrl,
+        '--config', this.paths.config,
+        ...(this.options.runtimeArgs ?? []),
+      ],
+      this.options.runtimeEnv,
+    );
+    this.runtime = runtime;
+    await waitUntil('the runtime to write its CLI socket info', () => existsSync(cliInfo), 30_000, () => runtime.exitCode !== null || runtime.signalCode !== null);
     const { socketPath, token } = JSON.parse(readFileSync(cliInfo, 'utf8')) as { socketPath: string; token: string };
     this.cli = await GreengrassIpc.connect({ logger: this.options.logger, socketPath, authToken: token, connectDeadlineMs: 10_000 });
     await this.cli.subscribeToTopic(heartbeatWildcard(), (message) => {
       const beat = message as { component?: string; metrics?: { sampled?: number } };
       if (beat.component === 'SensorAcquisition' && typeof beat.metrics?.sampled === 'number') this.sampledByAcquisition = beat.metrics.sampled;
     });
-    await waitUntil('the stream store to exist', () => existsSync(this.paths.store), 30_000, () => this.runtime?.exitCode !== null);
-    this.store = await StreamStore.open(this.paths.store, { owner: false, logger: this.options.logger });
+    await waitUntil('the stream store to exist', () => existsSync(this.paths.store), 30_000, () => runtime.exitCode !== null);
+    this.store = await openStoreWhenHealthy(this.paths.store, this.options.logger);
   }
 
   /** Greengrass CLI style: StopComponent makes the acquisition flush what it sampled and exit. */
@@ -196,7 +239,7 @@ export class Pipeline {
     await this.broker?.close();
   }
 
-  private async storeStats(): Promise<StoreStats | undefined> {
+  async storeStats(): Promise<StoreStats | undefined> {
     try {
       return await this.store?.stats();
     } catch (error) {
@@ -273,18 +316,30 @@ export class Pipeline {
     };
   }
 
-  private spawnNode(name: string, script: string, args: string[]): ChildProcess {
+  private spawnNode(name: string, script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
     const logFile = join(resolve(this.options.root), `${name}.log`);
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: PROJECT_ROOT });
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: PROJECT_ROOT, env: { ...process.env, ...env } });
     const out = createWriteStream(logFile, { flags: 'a' });
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
     child.once('exit', (code, signal) => {
-      if (this.phase !== 'stopping' && this.phase !== 'done') {
+      if (this.phase !== 'stopping' && this.phase !== 'done' && signal !== 'SIGKILL') {
         this.options.logger.error(`${name} exited unexpectedly`, { code, signal, log: logFile });
       }
     });
     return child;
+  }
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 }
 

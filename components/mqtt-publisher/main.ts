@@ -14,7 +14,7 @@ void runComponent<MqttPublisherConfig>({
     const publisher = new Publisher(store, new IpcTransport(ipc), thingName, config, logger);
     await publisher.start();
     return {
-      metrics: () => ({ ...publisher.metrics, epoch: store.epoch }),
+      metrics: () => ({ ...publisher.metrics, ...publisher.losses.metrics, ...publisher.backfill.metrics, epoch: store.epoch }),
       async stop() {
         await publisher.stop();
         await store.close();

@@ -3,6 +3,8 @@ import { buildEnvelope, checkAck, parseJson, type WireRecord } from '../shared/e
 import { errorMessage, type Logger } from '../shared/logger';
 import type { PendingRecord, StreamStore } from '../shared/store';
 import { commandTopic, dataTopic } from '../shared/topics';
+import { BackfillHandler } from './backfill';
+import { LossReporter } from './loss-reporter';
 import { BackpressureError, TransportError, type Transport } from './transport';
 
 /**
@@ -23,6 +25,8 @@ export interface PublisherConfig {
   resendAfterMs: number;
   backpressureBaseMs: number;
   backpressureMaxMs: number;
+  /** Largest backfill request served, in records (docs/CONTRACTS.md allows the cloud 10,000). */
+  maxBackfillRecords: number;
 }
 
 export interface PublisherMetrics {
@@ -68,6 +72,8 @@ export class Publisher {
   private loop?: Promise<void>;
   private readonly backoff: Backoff;
   private ackChain: Promise<void> = Promise.resolve();
+  readonly losses: LossReporter;
+  readonly backfill: BackfillHandler;
 
   constructor(
     private readonly store: StreamStore,
@@ -80,10 +86,13 @@ export class Publisher {
       throw new RangeError(`invalid configuration: backpressureMaxMs (${config.backpressureMaxMs}) must be >= backpressureBaseMs (${config.backpressureBaseMs})`);
     }
     this.backoff = new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
+    this.losses = new LossReporter(store, transport, thingName, logger);
+    this.backfill = new BackfillHandler(store, this.losses, thingName, config.maxBackfillRecords, logger);
   }
 
   async start(): Promise<void> {
     await this.transport.subscribe(commandTopic(this.thingName, 'ack'), (_topic, payload) => this.onAck(payload));
+    await this.transport.subscribe(commandTopic(this.thingName, 'backfill'), (_topic, payload) => this.onBackfill(payload));
     const unacked = await this.store.markAllUnsent();
     this.metrics.recordsResent += unacked;
     if (unacked > 0) this.logger.info('resending records sent before this start and not yet acknowledged', { records: unacked });
@@ -130,6 +139,16 @@ export class Publisher {
     return published;
   }
 
+  /** Serves one backfill request, in turn with acks so store updates never interleave. */
+  onBackfill(payload: Buffer): void {
+    this.ackChain = this.ackChain.then(() =>
+      this.backfill.handle(payload).catch((error) => {
+        // The records already requeued still go out; the cloud asks again for the rest.
+        this.logger.warn('backfill request only partly served', { error: errorMessage(error) });
+      }),
+    );
+  }
+
   /** Applies one ack command; invalid ones are counted by reason and logged, never thrown. */
   onAck(payload: Buffer): void {
     this.ackChain = this.ackChain.then(async () => {
@@ -143,7 +162,7 @@ export class Publisher {
       }
       const ack = checked.value;
       try {
-        const result = await this.store.applyAck(ack.stream, ack.epoch, ack.watermark, ack.gaps);
+        const result = await this.store.applyAck(ack.stream, ack.epoch, ack.watermark);
         if (!result.applied) {
           this.metrics.acksIgnored += 1;
           this.logger.info('ack for another epoch ignored', { stream: ack.stream, ackEpoch: ack.epoch, storeEpoch: this.store.epoch });
@@ -152,8 +171,6 @@ export class Publisher {
         this.metrics.acksApplied += 1;
         this.metrics.recordsAcked += result.deleted;
         this.metrics.lastAckAt = new Date().toISOString();
-        this.metrics.recordsResent += result.resend;
-        if (result.resend > 0) this.logger.info('cloud reported gaps; resending', { stream: ack.stream, gaps: ack.gaps, records: result.resend });
       } catch (error) {
         this.logger.error('could not apply ack; the next ack will cover it', { stream: ack.stream, error: errorMessage(error) });
       }
@@ -163,6 +180,7 @@ export class Publisher {
   private async run(): Promise<void> {
     while (!this.abort.signal.aborted) {
       try {
+        await this.losses.reportPending();
         const published = await this.publishOnce();
         if (published === 0) await sleep(this.config.idleIntervalMs, this.abort.signal);
       } catch (error) {

@@ -5,14 +5,15 @@ import type { SampledRecord, SensorSource } from './simulator';
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
- * monotonic time, and appends to the store in small transactions. The store assigns the
+ * monotonic time, and appends each tick's records to the store in one transaction before the next
+ * tick. A reading counts as sampled once that transaction commits: a SIGKILL can only take the
+ * tick in progress, never a reading the pipeline has already counted. The store assigns the
  * per-stream sequence numbers inside the append transaction.
  */
 export interface AcquisitionConfig {
   sampleIntervalMs: number;
   /** +/- fraction of sampleIntervalMs added at random to each tick, so a fleet drifts apart. */
   jitterFraction: number;
-  flushIntervalMs: number;
   maxBatchRecords: number;
   /** Records held in memory while the store cannot take them (disk full, locked). */
   maxPendingRecords: number;
@@ -48,10 +49,18 @@ export function invalidReason(record: SampledRecord): string | undefined {
   return undefined;
 }
 
+/**
+ * Milliseconds on CLOCK_MONOTONIC (process.hrtime): time since boot on Linux, shared by every
+ * process of the device and untouched by wall-clock steps, so records of different components and
+ * restarts stay comparable within one boot.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1000n) / 1000;
+}
+
 export class Acquisition {
   private pending: AppendInput[] = [];
   private sampleTimer?: NodeJS.Timeout;
-  private flushTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private lastTickAt = 0;
   private stopped = false;
@@ -77,23 +86,22 @@ export class Acquisition {
   start(offsetMs: number): void {
     this.lastTickAt = performance.now();
     const schedule = (delay: number): void => {
-      this.sampleTimer = setTimeout(() => {
+      this.sampleTimer = setTimeout(async () => {
         if (this.stopped) return;
         this.sampleOnce();
-        schedule(this.nextDelayMs());
+        await this.flush();
+        if (!this.stopped) schedule(this.nextDelayMs());
       }, delay);
     };
     schedule(offsetMs);
-    this.flushTimer = setInterval(() => void this.flush(), this.config.flushIntervalMs);
   }
 
-  /** One sampling step: everything the source produced since the last one. */
+  /** One sampling step: everything the source produced since the last one (the source sees real elapsed time, so a slow store delays samples but loses none). */
   sampleOnce(): void {
     const now = performance.now();
     const elapsed = now - this.lastTickAt;
     this.lastTickAt = now;
     for (const record of this.source.advance(elapsed)) this.accept(record);
-    if (this.pending.length >= this.config.maxBatchRecords) void this.flush();
   }
 
   /** Appends what is pending, in batches of at most maxBatchRecords; failures keep the records. */
@@ -106,7 +114,6 @@ export class Acquisition {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sampleTimer) clearTimeout(this.sampleTimer);
-    if (this.flushTimer) clearInterval(this.flushTimer);
     await this.flush();
     if (this.pending.length > 0) {
       this.logger.error('stopping with records that could not be stored', { pending: this.pending.length });
@@ -127,7 +134,7 @@ export class Acquisition {
       this.metrics.droppedOverflow += 1;
       this.logger.error('store unavailable too long; dropping the oldest unstored sample', { stream: dropped.stream, maxPendingRecords: this.config.maxPendingRecords });
     }
-    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: performance.now(), data: record.data });
+    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: monotonicMs(), data: record.data });
     this.metrics.pending = this.pending.length;
   }
 

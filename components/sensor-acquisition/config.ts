@@ -13,7 +13,6 @@ export const sensorAcquisitionConfigSchema = {
   properties: {
     sampleIntervalMs: { type: 'integer', minimum: 10, maximum: 60000, default: 100 },
     jitterFraction: { type: 'number', minimum: 0, maximum: 0.5, default: 0.1 },
-    flushIntervalMs: { type: 'integer', minimum: 10, maximum: 60000, default: 250 },
     maxBatchRecords: { type: 'integer', minimum: 1, maximum: 10000, default: 200 },
     maxPendingRecords: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000 },
     heartbeatIntervalMs: { type: 'integer', minimum: 500, maximum: 3600000, default: 5000 },

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { Backoff, sleep } from './backoff';
@@ -8,11 +8,16 @@ import { errorMessage, type Logger } from './logger';
 /**
  * The stream store: one SQLite file in WAL mode, shared by three processes. SensorAcquisition
  * appends, StreamBuffer (the owner) enforces retention and checkpoints, MqttPublisher reads,
- * marks and applies acks. Every write is one BEGIN IMMEDIATE transaction, so writers from
- * different processes queue on SQLite's write lock (busy_timeout) instead of failing halfway.
+ * marks, applies acks, serves backfill and reports losses. Every write is one BEGIN IMMEDIATE
+ * transaction, so writers from different processes queue on SQLite's write lock (busy_timeout)
+ * instead of failing halfway, and a process killed mid-write leaves the last committed state.
+ *
+ * Accounting invariant (docs/CONTRACTS.md): every seq 1..appended of a stream is, at any commit,
+ * exactly one of: still in `records` (above the watermark), inside one `drop_log` range (dropped
+ * by a named retention rule), or at or below the cloud's watermark (archived or a permanent gap).
  */
 
-export const STORE_SCHEMA_VERSION = 1;
+export const STORE_SCHEMA_VERSION = 2;
 
 /**
  * Long enough to outlast any single write transaction in this module (the longest is one
@@ -24,6 +29,25 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 /** Rows evicted per retention transaction, so a large cut never holds the write lock for long. */
 const EVICTION_CHUNK = 2_000;
 
+/** Disk-guard eviction batches per enforceRetention call; the next call goes on if more is needed. */
+const DISK_GUARD_MAX_BATCHES = 50;
+
+/** Free pages handed back per incremental_vacuum transaction (8 MiB at the default 4 KiB page). */
+const VACUUM_STEP_PAGES = 2_048;
+
+/** Largest range requeueRange accepts: the backfill caller limits requests to far less (10,000). */
+export const MAX_REQUEUE_RANGE = 100_000;
+
+export const DROP_REASON_BYTE_CAP = 'byte-cap';
+export const DROP_REASON_AGE_CAP = 'age-cap';
+export const DROP_REASON_DISK_GUARD = 'disk-guard';
+
+/** The named retention rules a record can be dropped by (docs/CONTRACTS.md "Loss report"). */
+export type DropReason = typeof DROP_REASON_BYTE_CAP | typeof DROP_REASON_AGE_CAP | typeof DROP_REASON_DISK_GUARD;
+
+/** Why a seq asked for by a backfill is not in the store. */
+export type MissingReason = 'deleted-after-ack' | DropReason | 'not-sampled' | 'unknown';
+
 export class StoreSchemaError extends Error {
   override readonly name = 'StoreSchemaError';
   constructor(
@@ -31,7 +55,7 @@ export class StoreSchemaError extends Error {
     readonly found: string,
     readonly expected: number,
   ) {
-    super(`stream store ${path} has schema version ${found}, this build expects version ${expected}`);
+    super(`stream store ${path} has schema version ${found}, this build expects version ${expected} (and migrates version 1)`);
   }
 }
 
@@ -42,6 +66,17 @@ export class StoreCorruptError extends Error {
     readonly reason: string,
   ) {
     super(`stream store ${path} is corrupt (${reason}); its owner will quarantine it and start a new epoch`);
+  }
+}
+
+/** A request names an epoch this store file is not in. */
+export class StoreEpochError extends Error {
+  override readonly name = 'StoreEpochError';
+  constructor(
+    readonly requested: string,
+    readonly current: string,
+  ) {
+    super(`epoch ${requested} is not this store's epoch ${current}; check the epoch before asking the store`);
   }
 }
 
@@ -88,6 +123,8 @@ export interface StoreStats {
   backlogBytes: number;
   /** Main file + WAL. */
   fileBytes: number;
+  /** Bytes available to this process on the filesystem holding the store (statfs), null if it cannot be read. */
+  freeBytes: number | null;
 }
 
 export interface OpenOptions {
@@ -103,25 +140,80 @@ export interface StreamDrop {
   lastSeq: number;
 }
 
+/** One contiguous run of one stream's seqs dropped by one retention rule: every seq in seqFrom..seqTo was dropped. */
+export interface DropRange {
+  id: number;
+  stream: string;
+  epoch: string;
+  reason: DropReason;
+  seqFrom: number;
+  seqTo: number;
+  count: number;
+  /** Wall-clock ms of the eviction. */
+  droppedAt: number;
+}
+
+export interface RetentionLimits {
+  /** Byte cap on the backlog's record data (rule `byte-cap`). */
+  maxBytes: number;
+  /** Age cap by wall-clock `time` (rule `age-cap`); undefined disables it. */
+  maxAgeMs?: number;
+  /** Disk-space guard (rule `disk-guard`): keep at least this many bytes free; undefined or 0 disables it. */
+  minFreeBytes?: number;
+  /** Free bytes of the filesystem holding the store; defaults to statfs of its folder. For tests. */
+  freeBytes?: () => number;
+  /** Wall-clock ms taken as "now" for the age cap and `droppedAt`; defaults to Date.now(). */
+  now?: number;
+}
+
 export interface RetentionResult {
   dropped: number;
   droppedBytes: number;
-  /** What was evicted in this call, per stream. */
+  /** What was evicted in this call, per stream, all reasons together. */
   byStream: Record<string, StreamDrop>;
+  /** Records evicted in this call, per rule. */
+  byReason: Partial<Record<DropReason, number>>;
+  /** Every drop_log range written by this call, in the order written. */
+  ranges: Array<DropRange & { bytes: number }>;
+  /** Free bytes the disk guard saw last (filesystem free + free pages inside the file); null when the guard did not run. */
+  freeBytes: number | null;
 }
 
 export interface AckResult {
   applied: boolean;
   deleted: number;
-  resend: number;
 }
 
-export const DROP_REASON_BYTE_CAP = 'byte-cap';
+export interface RequeueResult {
+  /** Records of the range present in the store; all of them are pending (unsent) now. */
+  requeued: number;
+  /** The absent seqs of the range as contiguous runs, ascending, each with why it is absent. */
+  missing: Array<{ from: number; to: number; reason: MissingReason }>;
+}
 
+export interface EpochStreamInfo {
+  stream: string;
+  /** Highest seq the old file had assigned. */
+  appended: number;
+  /** Highest seq the old file had seen acknowledged. */
+  watermark: number;
+}
+
+export interface PreviousEpochInfo {
+  /** The quarantined file's epoch; null when that file was unreadable. */
+  epoch: string | null;
+  /** Per stream of the quarantined file; null when its `streams` table was unreadable. */
+  streams: EpochStreamInfo[] | null;
+  /** When the epoch report was published (markPreviousEpochReported), null until then. */
+  reportedAt: number | null;
+}
+
+// Version 1 of the schema, kept verbatim: a new file is created with it and then migrated, so
+// creating and migrating run the same statements.
 // Counters kept in `streams` (backlog_records, backlog_bytes, unsent_records) are updated in
 // the same transaction as the rows they count: retention runs every few seconds and stats feed
 // health, and summing a million-row table that often is too slow on a small device.
-const SCHEMA_SQL = `
+const SCHEMA_V1_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY,
   value TEXT
@@ -163,6 +255,34 @@ CREATE TABLE IF NOT EXISTS drops (
 // max(rowid)+1 at insert, so it always sorts after every row still present: insertion order.
 // UNIQUE (stream, seq) serves pending reads in seq order, ack deletes and gap updates.
 
+// Version 2 adds the exact drop ranges (loss reports, backfill answers) and the age index.
+// `drops` stays as the per-(stream, reason) aggregate for stats. drop_log rows are written in the
+// eviction's own transaction and never modified afterwards except for reported_at, so a reader
+// that reports a row reports exactly what it read. Reported rows at or below the watermark are
+// pruned by applyAck: the cloud will not ask for them again.
+const SCHEMA_V2_SQL = `
+CREATE TABLE IF NOT EXISTS drop_log (
+  id INTEGER PRIMARY KEY,
+  stream TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  seq_from INTEGER NOT NULL,
+  seq_to INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  dropped_at INTEGER NOT NULL,
+  reported_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS drop_log_unreported ON drop_log (id) WHERE reported_at IS NULL;
+CREATE INDEX IF NOT EXISTS drop_log_stream ON drop_log (stream, seq_from);
+CREATE INDEX IF NOT EXISTS records_age ON records (time);
+`;
+
+// Meta keys added by version 2. `replaced_epoch_at` is set (ms) when this file began after its
+// owner quarantined a corrupt file; `previous_streams` is that file's per-stream loss window as
+// JSON (NULL when unreadable); `previous_reported_at` is set once the epoch report went out.
+const META_V2_KEYS = ['previous_streams', 'replaced_epoch_at', 'previous_reported_at'] as const;
+
 interface SqliteError extends Error {
   code?: string;
 }
@@ -181,10 +301,11 @@ function isBusyError(error: unknown): boolean {
   return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
 }
 
+/** What a corrupt file can still tell about itself; each part null when unreadable. */
 interface Remains {
   epoch: string | null;
   /** Per stream: highest seq assigned and acked, i.e. the loss window of the old epoch. */
-  streams: Array<{ stream: string; appended: number; watermark: number }>;
+  streams: EpochStreamInfo[] | null;
 }
 
 class CorruptionFound extends Error {
@@ -280,10 +401,39 @@ interface RecordRow {
   sent_at: number | null;
 }
 
+interface DropLogRow {
+  id: number;
+  stream: string;
+  epoch: string;
+  reason: string;
+  seq_from: number;
+  seq_to: number;
+  count: number;
+  bytes: number;
+  dropped_at: number;
+}
+
+/** One contiguous run of one stream's seqs selected for eviction. */
+interface RunRow {
+  stream: string;
+  seq_from: number;
+  seq_to: number;
+  count: number;
+  bytes: number;
+  unsent: number;
+}
+
+/** The rows one eviction transaction takes: `where` over `records`, deterministic within the transaction. */
+interface EvictionCut {
+  where: string;
+  params: unknown[];
+}
+
 interface OpenedFile {
   conn: Connection;
   epoch: string;
   previousEpoch: string | null;
+  autoVacuum: boolean;
 }
 
 function assertName(value: unknown, what: string): asserts value is string {
@@ -300,6 +450,12 @@ function assertFinite(value: unknown, what: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new RangeError(`${what} must be a finite number, got ${String(value)}`);
 }
 
+/** Bytes available to an unprivileged writer on the filesystem holding `path`'s folder. */
+function statfsFreeBytes(path: string): number {
+  const fs = statfsSync(dirname(path));
+  return Number(fs.bavail) * Number(fs.bsize);
+}
+
 export class StreamStore {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -310,12 +466,16 @@ export class StreamStore {
     readonly epoch: string,
     readonly previousEpoch: string | null,
     private readonly logger: Logger,
+    /** auto_vacuum = INCREMENTAL: set on files created by version 2; a migrated file reuses free pages instead. */
+    private readonly autoVacuum: boolean,
   ) {}
 
   /**
-   * Opens (creating if absent) the store at `path`. Throws StoreSchemaError if the file carries
-   * another schema version (the file is left as it was), StoreCorruptError to a non-owner that
-   * finds a corrupt file. An owner that finds a corrupt file quarantines it and starts a new epoch.
+   * Opens (creating if absent) the store at `path`. A version-1 file is migrated in place, in one
+   * transaction. Throws StoreSchemaError if the file carries any other schema version (the file is
+   * left as it was), StoreCorruptError to a non-owner that finds a corrupt file. An owner that
+   * finds a corrupt file quarantines it, starts a new epoch and records in the new file's meta
+   * what the old one could still tell (previousEpochInfo).
    */
   static async open(path: string, options: OpenOptions): Promise<StreamStore> {
     const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
@@ -323,17 +483,17 @@ export class StreamStore {
     const logger = options.logger;
     mkdirSync(dirname(path), { recursive: true });
 
-    let previousEpoch: string | null = null;
+    let predecessor: Remains | null = null;
     // A quarantine is followed by one fresh open; a second corrupt result would mean the new
     // file is corrupt too, which is a disk problem a retry loop cannot fix.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {
-        const opened = await retryWhileBusy(() => openFile(path, busyTimeoutMs, logger, previousEpoch, attempt > 0), busyTimeoutMs);
-        return new StreamStore(opened.conn, path, opened.epoch, opened.previousEpoch, logger);
+        const opened = await retryWhileBusy(() => openFile(path, busyTimeoutMs, logger, predecessor), busyTimeoutMs);
+        return new StreamStore(opened.conn, path, opened.epoch, opened.previousEpoch, logger, opened.autoVacuum);
       } catch (error) {
         if (!(error instanceof CorruptionFound)) throw error;
         if (!options.owner || attempt > 0) throw new StoreCorruptError(path, error.reason);
-        previousEpoch = quarantine(path, error, logger);
+        predecessor = await quarantine(path, error, logger, busyTimeoutMs);
       }
     }
     throw new StoreCorruptError(path, 'still corrupt after quarantine');
@@ -460,22 +620,20 @@ export class StreamStore {
   }
 
   /**
-   * Applies the cloud's ack for one stream (docs/CONTRACTS.md "Ack"): deletes seq <= watermark,
-   * marks records inside the gaps unsent. An ack for another epoch is ignored. The watermark
-   * never moves backwards (a QoS 1 redelivery of an older ack is normal) and never beyond the
-   * highest seq assigned (that would be a cloud bug; clamped and logged).
+   * Applies the cloud's ack for one stream (docs/CONTRACTS.md "Ack"): deletes seq <= watermark.
+   * The ack's gap list is information only and is not passed here: only a backfill request
+   * (requeueRange) makes records pending again, so records merely in flight are not sent twice.
+   * An ack for another epoch is ignored. The watermark never moves backwards (a QoS 1
+   * redelivery of an older ack is normal) and never beyond the highest seq assigned (that would
+   * be a cloud bug; clamped and logged). Reported drop ranges at or below the watermark are
+   * pruned from drop_log: the cloud holds them as permanent gaps and will not ask again.
    */
-  async applyAck(stream: string, epoch: string, watermark: number, gaps: Array<[number, number]>): Promise<AckResult> {
+  async applyAck(stream: string, epoch: string, watermark: number): Promise<AckResult> {
     assertName(stream, 'stream');
     assertInteger(watermark, 'watermark', 0);
-    for (const [i, gap] of gaps.entries()) {
-      if (!Array.isArray(gap) || gap.length !== 2) throw new TypeError(`gaps[${i}] must be a [from, to] pair`);
-      assertInteger(gap[0], `gaps[${i}][0]`, 1);
-      assertInteger(gap[1], `gaps[${i}][1]`, gap[0]);
-    }
     if (epoch !== this.epoch) {
       this.logger.info('ack for another epoch ignored', { stream, ackEpoch: epoch, epoch: this.epoch, watermark });
-      return { applied: false, deleted: 0, resend: 0 };
+      return { applied: false, deleted: 0 };
     }
     return this.write(async (conn) => {
       const row = await conn.get<StreamRow>('SELECT * FROM streams WHERE stream = ?', [stream]);
@@ -485,7 +643,7 @@ export class StreamStore {
         this.logger.warn('ack watermark beyond highest assigned seq, clamped', { stream, epoch, watermark, highest });
         target = highest;
       }
-      if (!row) return { applied: true, deleted: 0, resend: 0 };
+      if (!row) return { applied: true, deleted: 0 };
       const effective = Math.max(row.watermark, target);
 
       let deleted = 0;
@@ -504,100 +662,189 @@ export class StreamStore {
       }
       if (effective !== row.watermark) {
         await conn.run('UPDATE streams SET watermark = ? WHERE stream = ?', [effective, stream]);
+        await conn.run('DELETE FROM drop_log WHERE stream = ? AND seq_to <= ? AND reported_at IS NOT NULL', [stream, effective]);
       }
-
-      let resend = 0;
-      for (const [from, to] of gaps) {
-        const lo = Math.max(from, effective + 1);
-        if (lo > to) continue;
-        const changed = await conn.run('UPDATE records SET sent_at = NULL WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NOT NULL', [
-          stream,
-          lo,
-          to,
-        ]);
-        resend += changed.changes;
-      }
-      if (resend > 0) {
-        await conn.run('UPDATE streams SET unsent_records = unsent_records + ? WHERE stream = ?', [resend, stream]);
-      }
-      return { applied: true, deleted, resend };
+      return { applied: true, deleted };
     });
   }
 
   /**
-   * While the backlog's data bytes exceed maxBytes, evicts lowest priority first, then oldest
-   * (insertion order), and counts every evicted record in `drops` under reason 'byte-cap'.
-   * The cap is on record data bytes, not file size: a SQLite file does not shrink when rows are
-   * deleted, so a file-size cap would keep evicting after space had already been freed inside it.
+   * Serves one range of a cloud backfill request (docs/CONTRACTS.md "Backfill"), in one
+   * transaction: the records of `stream` present in from..to become pending again (sent_at NULL,
+   * unsent counter kept right) and go out in ordinary envelopes; the absent seqs come back as
+   * contiguous runs with their reason: at or below the watermark `deleted-after-ack`; inside a
+   * drop_log range that range's rule; above the highest seq assigned `not-sampled`; otherwise
+   * `unknown` (not reachable through this module). Throws StoreEpochError for another epoch.
    */
-  async enforceRetention(limits: { maxBytes: number }): Promise<RetentionResult> {
-    assertInteger(limits.maxBytes, 'maxBytes', 0);
-    const result: RetentionResult = { dropped: 0, droppedBytes: 0, byStream: {} };
-    for (;;) {
-      const chunk = await this.write(async (conn) => {
-        const total = await conn.get<{ bytes: number | null }>('SELECT SUM(backlog_bytes) AS bytes FROM streams');
-        const excess = (total?.bytes ?? 0) - limits.maxBytes;
-        if (excess <= 0) return null;
-        const candidates = await conn.all<{ priority: number; id: number; bytes: number }>(
-          'SELECT priority, id, bytes FROM records ORDER BY priority, id LIMIT ?',
-          [EVICTION_CHUNK],
-        );
-        if (candidates.length === 0) {
-          // The counters say there is a backlog but no row exists: they have drifted. Resync them
-          // rather than loop forever.
-          this.logger.error('backlog counters disagree with records, recounting', { path: this.path, counted: total?.bytes });
-          await recount(conn);
-          return { done: false, rows: [] as DropRow[] };
-        }
-        let freed = 0;
-        let cut = candidates[candidates.length - 1]!;
-        for (const candidate of candidates) {
-          freed += candidate.bytes;
-          cut = candidate;
-          if (freed >= excess) break;
-        }
-        // Everything up to (priority, id) of the cut row, in eviction order.
-        const where = 'priority < ? OR (priority = ? AND id <= ?)';
-        const params = [cut.priority, cut.priority, cut.id];
-        const rows = await conn.all<DropRow>(
-          `SELECT stream, COUNT(*) AS count, SUM(bytes) AS bytes, SUM(sent_at IS NULL) AS unsent, MIN(seq) AS first_seq, MAX(seq) AS last_seq
-             FROM records WHERE ${where} GROUP BY stream`,
-          params,
-        );
-        await conn.run(`DELETE FROM records WHERE ${where}`, params);
-        for (const row of rows) {
-          await conn.run(
-            `UPDATE streams SET backlog_records = backlog_records - ?, backlog_bytes = backlog_bytes - ?,
-               unsent_records = unsent_records - ? WHERE stream = ?`,
-            [row.count, row.bytes, row.unsent, row.stream],
-          );
-          await conn.run(
-            `INSERT INTO drops (stream, reason, count, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT (stream, reason) DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes,
-                 first_seq = MIN(first_seq, excluded.first_seq), last_seq = MAX(last_seq, excluded.last_seq)`,
-            [row.stream, DROP_REASON_BYTE_CAP, row.count, row.bytes, row.first_seq, row.last_seq],
-          );
-        }
-        return { done: freed >= excess, rows };
-      });
-      if (chunk === null) break;
-      for (const row of chunk.rows) {
-        result.dropped += row.count;
-        result.droppedBytes += row.bytes;
-        const seen = result.byStream[row.stream];
-        if (seen) {
-          seen.count += row.count;
-          seen.bytes += row.bytes;
-          seen.firstSeq = Math.min(seen.firstSeq, row.first_seq);
-          seen.lastSeq = Math.max(seen.lastSeq, row.last_seq);
-        } else {
-          result.byStream[row.stream] = { count: row.count, bytes: row.bytes, firstSeq: row.first_seq, lastSeq: row.last_seq };
-        }
+  async requeueRange(stream: string, epoch: string, from: number, to: number): Promise<RequeueResult> {
+    assertName(stream, 'stream');
+    assertName(epoch, 'epoch');
+    assertInteger(from, 'from', 1);
+    assertInteger(to, 'to', from);
+    if (to - from + 1 > MAX_REQUEUE_RANGE) {
+      throw new RangeError(`requeueRange covers at most ${MAX_REQUEUE_RANGE} seqs, got ${from}..${to} (${to - from + 1})`);
+    }
+    if (epoch !== this.epoch) throw new StoreEpochError(epoch, this.epoch);
+    return this.write(async (conn) => {
+      const row = await conn.get<{ next_seq: number; watermark: number }>('SELECT next_seq, watermark FROM streams WHERE stream = ?', [stream]);
+      const watermark = row?.watermark ?? 0;
+      const appended = row ? row.next_seq - 1 : 0;
+      const changed = await conn.run('UPDATE records SET sent_at = NULL WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NOT NULL', [
+        stream,
+        from,
+        to,
+      ]);
+      if (changed.changes > 0) {
+        await conn.run('UPDATE streams SET unsent_records = unsent_records + ? WHERE stream = ?', [changed.changes, stream]);
       }
-      // A writer may append between chunks; the next iteration re-reads the total and stops
-      // once it is under the cap.
+      // Present seqs as islands (gaps-and-islands: seq - row_number is constant along a run).
+      const present = await conn.all<{ seq_from: number; seq_to: number; count: number }>(
+        `SELECT MIN(seq) AS seq_from, MAX(seq) AS seq_to, COUNT(*) AS count FROM (
+           SELECT seq, seq - ROW_NUMBER() OVER (ORDER BY seq) AS island FROM records WHERE stream = ? AND seq BETWEEN ? AND ?
+         ) GROUP BY island ORDER BY seq_from`,
+        [stream, from, to],
+      );
+      const drops = await conn.all<{ reason: string; seq_from: number; seq_to: number }>(
+        'SELECT reason, seq_from, seq_to FROM drop_log WHERE stream = ? AND seq_from <= ? AND seq_to >= ? ORDER BY seq_from',
+        [stream, to, from],
+      );
+      const missing: RequeueResult['missing'] = [];
+      const add = (a: number, b: number, reason: MissingReason): void => {
+        if (a > b) return;
+        const last = missing[missing.length - 1];
+        if (last && last.reason === reason && last.to + 1 === a) last.to = b;
+        else missing.push({ from: a, to: b, reason });
+      };
+      const classify = (a: number, b: number): void => {
+        add(a, Math.min(b, watermark), 'deleted-after-ack');
+        let cursor = Math.max(a, watermark + 1);
+        const end = Math.min(b, appended);
+        for (const drop of drops) {
+          if (cursor > end) break;
+          if (drop.seq_to < cursor || drop.seq_from > end) continue;
+          add(cursor, Math.min(drop.seq_from - 1, end), 'unknown');
+          const lo = Math.max(cursor, drop.seq_from);
+          const hi = Math.min(drop.seq_to, end);
+          add(lo, hi, drop.reason as DropReason);
+          cursor = Math.max(cursor, hi + 1);
+        }
+        add(cursor, end, 'unknown');
+        add(Math.max(a, appended + 1), b, 'not-sampled');
+      };
+      let next = from;
+      for (const island of present) {
+        classify(next, island.seq_from - 1);
+        next = island.seq_to + 1;
+      }
+      classify(next, to);
+      return { requeued: present.reduce((n, p) => n + p.count, 0), missing };
+    });
+  }
+
+  /**
+   * Retention, in this order, each rule in transactions of at most 2000 rows:
+   * 1. `age-cap`: records whose wall-clock `time` is before now - maxAgeMs, whatever their priority.
+   * 2. `byte-cap`: while the backlog's data bytes exceed maxBytes, lowest priority first, then oldest
+   *    (insertion order). The cap is on record data bytes, not file size: a SQLite file does not
+   *    shrink when rows are deleted, so a file-size cap would keep evicting after space had already
+   *    been freed inside it.
+   * 3. `disk-guard`: while the filesystem holding the store has less than minFreeBytes free, lowest
+   *    priority first, then oldest, then hands the space back (see diskGuard).
+   * A record takes the first rule that drops it. Every eviction is counted in `drops` (aggregate)
+   * and written to `drop_log` as exact contiguous seq runs, in the same transaction as the delete.
+   */
+  async enforceRetention(limits: RetentionLimits): Promise<RetentionResult> {
+    assertInteger(limits.maxBytes, 'maxBytes', 0);
+    if (limits.maxAgeMs !== undefined) assertInteger(limits.maxAgeMs, 'maxAgeMs', 1);
+    if (limits.minFreeBytes !== undefined) assertInteger(limits.minFreeBytes, 'minFreeBytes', 0);
+    const now = limits.now ?? Date.now();
+    assertFinite(now, 'now');
+    const result: RetentionResult = { dropped: 0, droppedBytes: 0, byStream: {}, byReason: {}, ranges: [], freeBytes: null };
+
+    if (limits.maxAgeMs !== undefined) {
+      const cutoff = now - limits.maxAgeMs;
+      await this.evictWhile(result, DROP_REASON_AGE_CAP, now, (conn) => ageCut(conn, cutoff));
+    }
+
+    let recounted = false;
+    await this.evictWhile(result, DROP_REASON_BYTE_CAP, now, async (conn) => {
+      const total = await conn.get<{ bytes: number | null }>('SELECT SUM(backlog_bytes) AS bytes FROM streams');
+      const excess = (total?.bytes ?? 0) - limits.maxBytes;
+      if (excess <= 0) return null;
+      const cut = await priorityCut(conn, excess);
+      if (cut !== null) return cut;
+      // The counters say there is a backlog but no row exists: they have drifted. Resync them
+      // once, rather than loop forever.
+      if (recounted) return null;
+      recounted = true;
+      this.logger.error('backlog counters disagree with records, recounting', { path: this.path, counted: total?.bytes });
+      await recount(conn);
+      return 'again';
+    });
+
+    if (limits.minFreeBytes !== undefined && limits.minFreeBytes > 0) {
+      await this.diskGuard(result, limits.minFreeBytes, limits.freeBytes ?? (() => statfsFreeBytes(this.path)), now);
     }
     return result;
+  }
+
+  /** Up to `limit` drop ranges not yet reported to the cloud, oldest first. */
+  async unreportedDrops(limit: number): Promise<DropRange[]> {
+    assertInteger(limit, 'limit', 1);
+    const rows = await this.exclusive((conn) =>
+      conn.all<DropLogRow>(
+        `SELECT id, stream, epoch, reason, seq_from, seq_to, count, bytes, dropped_at FROM drop_log
+          WHERE reported_at IS NULL ORDER BY id LIMIT ?`,
+        [limit],
+      ),
+    );
+    return rows.map(toDropRange);
+  }
+
+  /** Marks drop ranges reported (in a loss report) at `at`; ids already reported or unknown are left alone. */
+  async markDropsReported(ids: number[], at: number): Promise<void> {
+    if (!Array.isArray(ids)) throw new TypeError('ids must be an array of drop range ids');
+    for (const [i, id] of ids.entries()) assertInteger(id, `ids[${i}]`, 1);
+    assertFinite(at, 'at');
+    if (ids.length === 0) return;
+    await this.write(async (conn) => {
+      for (let i = 0; i < ids.length; i += 500) {
+        const part = ids.slice(i, i + 500);
+        await conn.run(`UPDATE drop_log SET reported_at = ? WHERE reported_at IS NULL AND id IN (${part.map(() => '?').join(', ')})`, [at, ...part]);
+      }
+    });
+  }
+
+  /**
+   * What this file knows of the epoch it replaced: null unless it began after its owner
+   * quarantined a corrupt file (docs/CONTRACTS.md "Epoch report").
+   */
+  async previousEpochInfo(): Promise<PreviousEpochInfo | null> {
+    const rows = await this.exclusive((conn) =>
+      conn.all<{ key: string; value: string | null }>(
+        "SELECT key, value FROM meta WHERE key IN ('previous_epoch', 'previous_streams', 'replaced_epoch_at', 'previous_reported_at')",
+      ),
+    );
+    const value = (key: string): string | null => rows.find((r) => r.key === key)?.value ?? null;
+    if (value('replaced_epoch_at') === null) return null;
+    const reported = value('previous_reported_at');
+    return {
+      epoch: value('previous_epoch'),
+      streams: parseEpochStreams(value('previous_streams')),
+      reportedAt: reported === null ? null : Number(reported),
+    };
+  }
+
+  /** Records that the epoch report went out at `at`. The first time is kept; a no-op when there is no previous epoch. */
+  async markPreviousEpochReported(at: number): Promise<void> {
+    assertFinite(at, 'at');
+    await this.write((conn) =>
+      conn.run(
+        `UPDATE meta SET value = ? WHERE key = 'previous_reported_at' AND value IS NULL
+           AND EXISTS (SELECT 1 FROM meta WHERE key = 'replaced_epoch_at' AND value IS NOT NULL)`,
+        [String(at)],
+      ),
+    );
   }
 
   async stats(): Promise<StoreStats> {
@@ -638,6 +885,12 @@ export class StreamStore {
       }
       entry.drops[drop.reason] = drop.count;
     }
+    let freeBytes: number | null = null;
+    try {
+      freeBytes = statfsFreeBytes(this.path);
+    } catch {
+      // Reported as unknown; the disk guard logs its own failure to measure.
+    }
     return {
       epoch: this.epoch,
       previousEpoch: this.previousEpoch,
@@ -645,6 +898,7 @@ export class StreamStore {
       backlogRecords: streams.reduce((n, s) => n + s.backlogRecords, 0),
       backlogBytes: streams.reduce((n, s) => n + s.backlogBytes, 0),
       fileBytes: fileSize(this.path) + fileSize(`${this.path}-wal`),
+      freeBytes,
     };
   }
 
@@ -666,6 +920,167 @@ export class StreamStore {
     this.closed = true;
     await this.queue.catch(() => undefined);
     await this.conn.close();
+  }
+
+  /**
+   * Runs eviction transactions of one rule until `cut` finds nothing to take. `cut` runs inside
+   * the transaction; 'again' means it repaired something and wants another look.
+   */
+  private async evictWhile(
+    result: RetentionResult,
+    reason: DropReason,
+    now: number,
+    cut: (conn: Connection) => Promise<EvictionCut | null | 'again'>,
+  ): Promise<void> {
+    for (;;) {
+      const runs = await this.write(async (conn) => {
+        const chosen = await cut(conn);
+        if (chosen === null) return null;
+        if (chosen === 'again') return [];
+        return this.evict(conn, reason, chosen, now);
+      });
+      if (runs === null) return;
+      addRuns(result, reason, runs);
+      // A writer may append between chunks; the next iteration re-reads and stops when done.
+    }
+  }
+
+  /** Deletes the rows of `cut` and accounts for them (counters, drops, drop_log), inside the caller's transaction. */
+  private async evict(conn: Connection, reason: DropReason, cut: EvictionCut, now: number): Promise<Array<DropRange & { bytes: number }>> {
+    const runs = await conn.all<RunRow>(
+      `SELECT stream, MIN(seq) AS seq_from, MAX(seq) AS seq_to, COUNT(*) AS count, SUM(bytes) AS bytes, SUM(sent_at IS NULL) AS unsent
+         FROM (SELECT stream, seq, bytes, sent_at, seq - ROW_NUMBER() OVER (PARTITION BY stream ORDER BY seq) AS island
+                 FROM records WHERE ${cut.where})
+        GROUP BY stream, island ORDER BY stream, seq_from`,
+      cut.params,
+    );
+    if (runs.length === 0) return [];
+    await conn.run(`DELETE FROM records WHERE ${cut.where}`, cut.params);
+    const perStream = new Map<string, { count: number; bytes: number; unsent: number; first: number; last: number }>();
+    const written: Array<DropRange & { bytes: number }> = [];
+    for (const run of runs) {
+      const sum = perStream.get(run.stream) ?? { count: 0, bytes: 0, unsent: 0, first: run.seq_from, last: run.seq_to };
+      sum.count += run.count;
+      sum.bytes += run.bytes;
+      sum.unsent += run.unsent;
+      sum.first = Math.min(sum.first, run.seq_from);
+      sum.last = Math.max(sum.last, run.seq_to);
+      perStream.set(run.stream, sum);
+      const inserted = await conn.run(
+        `INSERT INTO drop_log (stream, epoch, reason, seq_from, seq_to, count, bytes, dropped_at, reported_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+        [run.stream, this.epoch, reason, run.seq_from, run.seq_to, run.count, run.bytes, now],
+      );
+      written.push({
+        id: inserted.lastID,
+        stream: run.stream,
+        epoch: this.epoch,
+        reason,
+        seqFrom: run.seq_from,
+        seqTo: run.seq_to,
+        count: run.count,
+        bytes: run.bytes,
+        droppedAt: now,
+      });
+    }
+    for (const [stream, sum] of perStream) {
+      await conn.run(
+        `UPDATE streams SET backlog_records = backlog_records - ?, backlog_bytes = backlog_bytes - ?,
+           unsent_records = unsent_records - ? WHERE stream = ?`,
+        [sum.count, sum.bytes, sum.unsent, stream],
+      );
+      await conn.run(
+        `INSERT INTO drops (stream, reason, count, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (stream, reason) DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes,
+             first_seq = MIN(first_seq, excluded.first_seq), last_seq = MAX(last_seq, excluded.last_seq)`,
+        [stream, reason, sum.count, sum.bytes, sum.first, sum.last],
+      );
+    }
+    return written;
+  }
+
+  /**
+   * The disk-space guard. "Available" is the filesystem's free bytes plus the free pages inside
+   * the store file: appends reuse free pages before the file grows, so while that sum stays at or
+   * above minFreeBytes the store cannot push the filesystem below the minimum. Deleting rows does
+   * not shrink a SQLite file; what it does:
+   * - a TRUNCATE checkpoint gives the WAL's space back;
+   * - in a file created by schema 2 (auto_vacuum = INCREMENTAL) incremental_vacuum moves the free
+   *   pages to the end and the checkpoint truncates the main file, so the space returns to the
+   *   filesystem;
+   * - in a migrated file (auto_vacuum NONE, which only a full VACUUM could change) freed pages stay
+   *   inside the file for reuse: the guard stops the file from growing, it cannot shrink it.
+   * A batch that frees nothing (a reader pins the WAL, or another program fills the disk as fast)
+   * ends the guard for this call with a warning, so it never empties the store chasing space it
+   * cannot win back; the next call tries again.
+   */
+  private async diskGuard(result: RetentionResult, minFreeBytes: number, fsFree: () => number, now: number): Promise<void> {
+    const measure = async (): Promise<number | null> => {
+      let free: number;
+      try {
+        free = fsFree();
+        assertFinite(free, 'free bytes');
+      } catch (error) {
+        this.logger.warn('disk guard skipped, free space unknown', { path: this.path, error: errorMessage(error) });
+        return null;
+      }
+      const pages = await this.exclusive(async (conn) => {
+        const count = await conn.get<{ freelist_count: number }>('PRAGMA freelist_count');
+        const size = await conn.get<{ page_size: number }>('PRAGMA page_size');
+        return (count?.freelist_count ?? 0) * (size?.page_size ?? 0);
+      });
+      return free + pages;
+    };
+    let available = await measure();
+    if (available === null) return;
+    if (available < minFreeBytes) {
+      await this.releaseSpace();
+      available = await measure();
+      if (available === null) return;
+    }
+    for (let batch = 0; available < minFreeBytes && batch < DISK_GUARD_MAX_BATCHES; batch += 1) {
+      const deficit = minFreeBytes - available;
+      const runs = await this.write(async (conn) => {
+        const cut = await priorityCut(conn, deficit);
+        return cut === null ? null : this.evict(conn, DROP_REASON_DISK_GUARD, cut, now);
+      });
+      if (runs === null) {
+        this.logger.warn('disk guard: the store is empty and free space is still below the minimum', { path: this.path, available, minFreeBytes });
+        break;
+      }
+      addRuns(result, DROP_REASON_DISK_GUARD, runs);
+      await this.releaseSpace();
+      const after = await measure();
+      if (after === null) return;
+      if (after <= available) {
+        this.logger.warn('disk guard: evicting freed no space, stopping until the next run', {
+          path: this.path,
+          before: available,
+          after,
+          minFreeBytes,
+          autoVacuum: this.autoVacuum,
+        });
+        available = after;
+        break;
+      }
+      available = after;
+    }
+    result.freeBytes = available;
+  }
+
+  /** Hands free pages back to the filesystem (auto_vacuum files only) and truncates the WAL. */
+  private async releaseSpace(): Promise<void> {
+    if (this.autoVacuum) {
+      // Bounded steps, each its own short transaction, so other writers are not held up.
+      for (let step = 0; step < 64; step += 1) {
+        const left = await this.write(async (conn) => {
+          await conn.exec(`PRAGMA incremental_vacuum(${VACUUM_STEP_PAGES})`);
+          return (await conn.get<{ freelist_count: number }>('PRAGMA freelist_count'))?.freelist_count ?? 0;
+        });
+        if (left === 0) break;
+      }
+    }
+    await this.checkpoint();
   }
 
   /** Runs fn alone on this connection: sqlite3 would otherwise interleave two callers' statements. */
@@ -700,13 +1115,88 @@ export class StreamStore {
   }
 }
 
-interface DropRow {
-  stream: string;
-  count: number;
-  bytes: number;
-  unsent: number;
-  first_seq: number;
-  last_seq: number;
+/**
+ * The lowest-priority, oldest rows whose data bytes reach `bytes` (at most EVICTION_CHUNK rows):
+ * everything up to (priority, id) of the cut row, in eviction order. Null when there is no row.
+ */
+async function priorityCut(conn: Connection, bytes: number): Promise<EvictionCut | null> {
+  const candidates = await conn.all<{ priority: number; id: number; bytes: number }>('SELECT priority, id, bytes FROM records ORDER BY priority, id LIMIT ?', [
+    EVICTION_CHUNK,
+  ]);
+  if (candidates.length === 0) return null;
+  let freed = 0;
+  let cut = candidates[candidates.length - 1]!;
+  for (const candidate of candidates) {
+    freed += candidate.bytes;
+    cut = candidate;
+    if (freed >= bytes) break;
+  }
+  return { where: 'priority < ? OR (priority = ? AND id <= ?)', params: [cut.priority, cut.priority, cut.id] };
+}
+
+/** Records with time < cutoff, oldest first, at most EVICTION_CHUNK of them (index records_age). Null when none. */
+async function ageCut(conn: Connection, cutoff: number): Promise<EvictionCut | null> {
+  const last = await conn.get<{ time: number; id: number }>('SELECT time, id FROM records WHERE time < ? ORDER BY time, id LIMIT 1 OFFSET ?', [
+    cutoff,
+    EVICTION_CHUNK - 1,
+  ]);
+  if (last) return { where: 'time < ? OR (time = ? AND id <= ?)', params: [last.time, last.time, last.id] };
+  const any = await conn.get<{ one: number }>('SELECT 1 AS one FROM records WHERE time < ? LIMIT 1', [cutoff]);
+  return any ? { where: 'time < ?', params: [cutoff] } : null;
+}
+
+function addRuns(result: RetentionResult, reason: DropReason, runs: Array<DropRange & { bytes: number }>): void {
+  for (const run of runs) {
+    result.ranges.push(run);
+    result.dropped += run.count;
+    result.droppedBytes += run.bytes;
+    result.byReason[reason] = (result.byReason[reason] ?? 0) + run.count;
+    const seen = result.byStream[run.stream];
+    if (seen) {
+      seen.count += run.count;
+      seen.bytes += run.bytes;
+      seen.firstSeq = Math.min(seen.firstSeq, run.seqFrom);
+      seen.lastSeq = Math.max(seen.lastSeq, run.seqTo);
+    } else {
+      result.byStream[run.stream] = { count: run.count, bytes: run.bytes, firstSeq: run.seqFrom, lastSeq: run.seqTo };
+    }
+  }
+}
+
+function toDropRange(row: DropLogRow): DropRange {
+  return {
+    id: row.id,
+    stream: row.stream,
+    epoch: row.epoch,
+    reason: row.reason as DropReason,
+    seqFrom: row.seq_from,
+    seqTo: row.seq_to,
+    count: row.count,
+    droppedAt: row.dropped_at,
+  };
+}
+
+/** The JSON kept in meta.previous_streams, checked; null when absent or not the expected shape. */
+function parseEpochStreams(json: string | null): EpochStreamInfo[] | null {
+  if (json === null) return null;
+  try {
+    return checkEpochStreams(JSON.parse(json));
+  } catch {
+    return null;
+  }
+}
+
+function checkEpochStreams(value: unknown): EpochStreamInfo[] | null {
+  if (!Array.isArray(value)) return null;
+  const out: EpochStreamInfo[] = [];
+  for (const item of value) {
+    if (typeof item !== 'object' || item === null) return null;
+    const { stream, appended, watermark } = item as Record<string, unknown>;
+    if (typeof stream !== 'string' || !Number.isSafeInteger(appended) || !Number.isSafeInteger(watermark)) return null;
+    if ((appended as number) < 0 || (watermark as number) < 0) return null;
+    out.push({ stream, appended: appended as number, watermark: watermark as number });
+  }
+  return out;
 }
 
 function translate(error: unknown, path: string): unknown {
@@ -756,15 +1246,73 @@ async function readSchemaVersion(conn: Connection): Promise<string | null> {
   return row ? String(row.value) : 'none (no schema_version)';
 }
 
-async function openFile(path: string, busyTimeoutMs: number, logger: Logger, previousEpoch: string | null, afterQuarantine = false): Promise<OpenedFile> {
+/** Versions this build opens: its own, and version 1, which it migrates. */
+function isOpenableVersion(found: string | null): boolean {
+  return found === null || found === '1' || found === String(STORE_SCHEMA_VERSION);
+}
+
+/**
+ * Version 1 -> 2, inside the caller's transaction: drop_log and the age index, the new meta keys,
+ * and the drops version 1 only counted, turned into exact ranges. In version 1 only acks (at or
+ * below the watermark) and the byte cap deleted records, so every seq above the watermark and up
+ * to the highest assigned that is absent was dropped by the byte cap. Their bytes are unknown (0).
+ * A file that already names a previous epoch (a version-1 quarantine) gets its epoch report too,
+ * with the old streams unknown: version 1 only logged them.
+ */
+async function migrateV1(conn: Connection, now: number): Promise<{ ranges: number }> {
+  await conn.exec(SCHEMA_V2_SQL);
+  const epoch = (await conn.get<{ value: string }>("SELECT value FROM meta WHERE key = 'epoch'"))?.value;
+  if (!epoch) throw new Error('version-1 store has no epoch');
+  const dropped = await conn.all<{ stream: string; reason: string }>('SELECT stream, reason FROM drops');
+  let ranges = 0;
+  for (const { stream, reason } of dropped) {
+    const row = await conn.get<{ next_seq: number; watermark: number }>('SELECT next_seq, watermark FROM streams WHERE stream = ?', [stream]);
+    if (!row) continue;
+    const islands = await conn.all<{ seq_from: number; seq_to: number }>(
+      `SELECT MIN(seq) AS seq_from, MAX(seq) AS seq_to FROM (
+         SELECT seq, seq - ROW_NUMBER() OVER (ORDER BY seq) AS island FROM records WHERE stream = ? AND seq > ?
+       ) GROUP BY island ORDER BY seq_from`,
+      [stream, row.watermark],
+    );
+    const holes: Array<[number, number]> = [];
+    let next = row.watermark + 1;
+    for (const island of islands) {
+      if (island.seq_from > next) holes.push([next, island.seq_from - 1]);
+      next = island.seq_to + 1;
+    }
+    if (next <= row.next_seq - 1) holes.push([next, row.next_seq - 1]);
+    for (const [from, to] of holes) {
+      await conn.run(
+        `INSERT INTO drop_log (stream, epoch, reason, seq_from, seq_to, count, bytes, dropped_at, reported_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL)`,
+        [stream, epoch, reason, from, to, to - from + 1, now],
+      );
+      ranges += 1;
+    }
+  }
+  for (const key of META_V2_KEYS) await conn.run('INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)', [key]);
+  await conn.run(
+    `UPDATE meta SET value = ? WHERE key = 'replaced_epoch_at' AND value IS NULL
+       AND EXISTS (SELECT 1 FROM meta WHERE key = 'previous_epoch' AND value IS NOT NULL)`,
+    [String(now)],
+  );
+  await conn.run("UPDATE meta SET value = ? WHERE key = 'schema_version'", [String(STORE_SCHEMA_VERSION)]);
+  return { ranges };
+}
+
+async function openFile(path: string, busyTimeoutMs: number, logger: Logger, predecessor: Remains | null): Promise<OpenedFile> {
   // An existing file is checked on a read-only connection first: closing a read-write connection
   // checkpoints the WAL into the main file, which would alter a corrupt or foreign file before
   // it is quarantined or reported.
-  if (fileSize(path) > 0) await inspect(path, busyTimeoutMs);
+  const existing = fileSize(path) > 0;
+  if (existing) await inspect(path, busyTimeoutMs);
 
   const conn = await Connection.open(path, false);
   try {
     conn.configureBusyTimeout(busyTimeoutMs);
+    // auto_vacuum can only be chosen before the first page is written, and switching to WAL
+    // writes it, so it comes first. INCREMENTAL keeps freed pages until the disk guard asks for
+    // them back (PRAGMA incremental_vacuum); on an existing file the pragma changes nothing.
+    if (!existing) await conn.exec('PRAGMA auto_vacuum = INCREMENTAL');
     const mode = await conn.get<{ journal_mode: string }>('PRAGMA journal_mode = WAL');
     if (mode?.journal_mode !== 'wal') throw new Error(`stream store ${path} could not switch to WAL (journal_mode is ${mode?.journal_mode})`);
     // In WAL mode synchronous=NORMAL may lose the last commits on power loss; FULL syncs the WAL
@@ -773,25 +1321,32 @@ async function openFile(path: string, busyTimeoutMs: number, logger: Logger, pre
 
     await conn.exec('BEGIN IMMEDIATE');
     let created = false;
+    let migrated: { ranges: number } | null = null;
+    const now = Date.now();
     try {
-      // Re-read inside the write lock: another process may have created the file since inspect().
+      // Re-read inside the write lock: another process may have created or migrated the file since inspect().
       const found = await readSchemaVersion(conn);
-      if (found !== null && found !== String(STORE_SCHEMA_VERSION)) throw new StoreSchemaError(path, found, STORE_SCHEMA_VERSION);
-      await conn.exec(SCHEMA_SQL);
+      if (!isOpenableVersion(found)) throw new StoreSchemaError(path, found!, STORE_SCHEMA_VERSION);
+      if (found === '1') migrated = await migrateV1(conn, now);
+      await conn.exec(SCHEMA_V1_SQL + SCHEMA_V2_SQL);
       const insert = 'INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)';
       await conn.run(insert, ['schema_version', String(STORE_SCHEMA_VERSION)]);
       created = (await conn.run(insert, ['epoch', randomUUID()])).changes === 1;
-      await conn.run(insert, ['created_at', new Date().toISOString()]);
-      if (previousEpoch !== null) {
-        // Only fills a file that does not yet know its predecessor: a non-owner may have created
-        // the fresh file between the quarantine and this open.
-        await conn.run(
-          `INSERT INTO meta (key, value) VALUES ('previous_epoch', ?)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value IS NULL`,
-          [previousEpoch],
-        );
-      } else {
-        await conn.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('previous_epoch', NULL)");
+      await conn.run(insert, ['created_at', new Date(now).toISOString()]);
+      await conn.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('previous_epoch', NULL)");
+      for (const key of META_V2_KEYS) await conn.run('INSERT OR IGNORE INTO meta (key, value) VALUES (?, NULL)', [key]);
+      if (predecessor !== null) {
+        // This open follows a quarantine, so the file at `path` began after it. Only a file that
+        // does not yet know its predecessor is filled: a non-owner may have created the fresh file
+        // between the quarantine and this open (with the keys NULL), but never filled them.
+        const marked = await conn.get<{ value: string | null }>("SELECT value FROM meta WHERE key = 'replaced_epoch_at'");
+        if (marked?.value === null || marked === undefined) {
+          await conn.run("UPDATE meta SET value = ? WHERE key = 'previous_epoch' AND value IS NULL", [predecessor.epoch]);
+          await conn.run("UPDATE meta SET value = ? WHERE key = 'previous_streams'", [
+            predecessor.streams === null ? null : JSON.stringify(predecessor.streams),
+          ]);
+          await conn.run("UPDATE meta SET value = ? WHERE key = 'replaced_epoch_at'", [String(now)]);
+        }
       }
       await conn.exec('COMMIT');
     } catch (error) {
@@ -803,9 +1358,12 @@ async function openFile(path: string, busyTimeoutMs: number, logger: Logger, pre
     const epoch = rows.find((r) => r.key === 'epoch')?.value;
     if (!epoch) throw new Error(`stream store ${path} has no epoch after creation`);
     const previous = rows.find((r) => r.key === 'previous_epoch')?.value ?? null;
+    const autoVacuum = (await conn.get<{ auto_vacuum: number }>('PRAGMA auto_vacuum'))?.auto_vacuum === 2;
+    if (migrated) logger.info('stream store migrated', { path, from: 1, to: STORE_SCHEMA_VERSION, dropRanges: migrated.ranges });
     // An epoch that replaces a quarantined file marks a loss window, so it is a warning.
+    const afterQuarantine = predecessor !== null;
     if (created) logger.log(afterQuarantine ? 'warn' : 'info', 'new epoch', { path, epoch, previousEpoch: previous, afterQuarantine });
-    return { conn, epoch, previousEpoch: previous };
+    return { conn, epoch, previousEpoch: previous, autoVacuum };
   } catch (error) {
     await conn.close().catch(() => undefined);
     if (isCorruptionError(error)) throw new CorruptionFound(errorMessage(error), null);
@@ -831,7 +1389,7 @@ async function inspect(path: string, busyTimeoutMs: number): Promise<void> {
     }
     if (failure === null) {
       const found = await readSchemaVersion(conn);
-      if (found !== null && found !== String(STORE_SCHEMA_VERSION)) failure = new StoreSchemaError(path, found, STORE_SCHEMA_VERSION);
+      if (!isOpenableVersion(found)) failure = new StoreSchemaError(path, found!, STORE_SCHEMA_VERSION);
     }
   } catch (error) {
     failure = isCorruptionError(error) ? new CorruptionFound(errorMessage(error), null) : error;
@@ -841,29 +1399,56 @@ async function inspect(path: string, busyTimeoutMs: number): Promise<void> {
   if (failure !== null) throw failure;
 }
 
-/** Best effort: what a corrupt file can still tell about itself, for the loss report. */
+/**
+ * Best effort: what a corrupt file can still tell about itself, for the epoch report. The epoch
+ * (meta) and the per-stream figures (streams) live in separate small tables near the start of the
+ * file, so either may survive damage to the records pages; each is read on its own.
+ */
 async function readWhatRemains(conn: Connection): Promise<Remains> {
   let epoch: string | null = null;
-  let streams: Remains['streams'] = [];
+  let streams: EpochStreamInfo[] | null = null;
   try {
-    epoch = (await conn.get<{ value: string }>("SELECT value FROM meta WHERE key = 'epoch'"))?.value ?? null;
+    const value = (await conn.get<{ value: unknown }>("SELECT value FROM meta WHERE key = 'epoch'"))?.value;
+    epoch = typeof value === 'string' && value.length > 0 ? value : null;
   } catch {
-    return { epoch: null, streams: [] };
+    // Unreadable meta: the epoch stays unknown.
   }
   try {
-    streams = (await conn.all<StreamRow>('SELECT stream, next_seq, watermark FROM streams')).map((s) => ({
-      stream: s.stream,
-      appended: s.next_seq - 1,
-      watermark: s.watermark,
-    }));
+    const rows = await conn.all<{ stream: unknown; next_seq: unknown; watermark: unknown }>('SELECT stream, next_seq, watermark FROM streams ORDER BY stream');
+    streams = checkEpochStreams(
+      rows.map((s) => ({ stream: s.stream, appended: typeof s.next_seq === 'number' ? s.next_seq - 1 : null, watermark: s.watermark })),
+    );
   } catch {
-    // The epoch alone still links the two epochs.
+    // Unreadable streams table: reported as unknown (null), never as an empty list.
   }
   return { epoch, streams };
 }
 
-/** Moves the corrupt file and its -wal/-shm aside (never deletes) and returns its epoch if it was readable. */
-function quarantine(path: string, found: CorruptionFound, logger: Logger): string | null {
+/** A fresh read-only look at a corrupt file, ignoring quick_check; nothing but nulls if even that fails. */
+async function salvage(path: string, busyTimeoutMs: number): Promise<Remains> {
+  let conn: Connection | null = null;
+  try {
+    conn = await Connection.open(path, true);
+    conn.configureBusyTimeout(busyTimeoutMs);
+    return await readWhatRemains(conn);
+  } catch {
+    return { epoch: null, streams: null };
+  } finally {
+    await conn?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Moves the corrupt file and its -wal/-shm aside (never deletes) and returns what it could still
+ * tell: its epoch and per-stream figures, read again on a fresh read-only connection if the check
+ * that found the corruption could not read them.
+ */
+async function quarantine(path: string, found: CorruptionFound, logger: Logger, busyTimeoutMs: number): Promise<Remains> {
+  let remains: Remains = found.remains ?? { epoch: null, streams: null };
+  if (remains.epoch === null || remains.streams === null) {
+    const again = await salvage(path, busyTimeoutMs);
+    remains = { epoch: remains.epoch ?? again.epoch, streams: remains.streams ?? again.streams };
+  }
   const stamp = new Date().toISOString().replace(/:/g, '');
   let target = `${path}.corrupt-${stamp}`;
   for (let n = 1; existsSync(target); n += 1) target = `${path}.corrupt-${stamp}-${n}`;
@@ -874,8 +1459,8 @@ function quarantine(path: string, found: CorruptionFound, logger: Logger): strin
     path,
     quarantinePath: target,
     reason: found.reason,
-    oldEpoch: found.remains?.epoch ?? null,
-    oldStreams: found.remains?.streams ?? [],
+    oldEpoch: remains.epoch,
+    oldStreams: remains.streams,
   });
-  return found.remains?.epoch ?? null;
+  return remains;
 }

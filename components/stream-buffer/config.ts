@@ -10,6 +10,10 @@ export const streamBufferConfigSchema = {
   additionalProperties: false,
   properties: {
     maxStoreBytes: { type: 'integer', minimum: 1048576, default: DEFAULT_BUFFER_CONFIG.maxStoreBytes },
+    // 0 disables the age cap. At most 10 years: a longer cap is no cap, and 0 says that plainly.
+    maxRecordAgeSec: { type: 'integer', minimum: 0, maximum: 315360000, default: DEFAULT_BUFFER_CONFIG.maxRecordAgeSec },
+    // 0 disables the disk-space guard.
+    minFreeDiskBytes: { type: 'integer', minimum: 0, default: DEFAULT_BUFFER_CONFIG.minFreeDiskBytes },
     retentionIntervalMs: { type: 'integer', minimum: 100, maximum: 3600000, default: DEFAULT_BUFFER_CONFIG.retentionIntervalMs },
     checkpointIntervalMs: { type: 'integer', minimum: 100, maximum: 3600000, default: DEFAULT_BUFFER_CONFIG.checkpointIntervalMs },
     statsIntervalMs: { type: 'integer', minimum: 100, maximum: 3600000, default: DEFAULT_BUFFER_CONFIG.statsIntervalMs },

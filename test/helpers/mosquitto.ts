@@ -24,7 +24,7 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -35,11 +35,21 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startMosquitto(binary: string): Promise<Mosquitto> {
-  const port = await freePort();
+export interface MosquittoOptions {
+  /** Reuse a port (a broker restart); a free one when absent. */
+  port?: number;
+  /** Keep sessions and queued messages on disk here, saved every second, as a production broker would. */
+  persistenceDir?: string;
+}
+
+export async function startMosquitto(binary: string, options: MosquittoOptions = {}): Promise<Mosquitto> {
+  const port = options.port ?? (await freePort());
   const dir = tempRoot('mq-');
   const config = join(dir, 'mosquitto.conf');
-  writeFileSync(config, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', ''].join('\n'));
+  const persistence = options.persistenceDir
+    ? ['persistence true', `persistence_location ${options.persistenceDir}/`, 'autosave_interval 1']
+    : ['persistence false'];
+  writeFileSync(config, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...persistence, 'log_dest stderr', ''].join('\n'));
   const child = spawn(binary, ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk) => (stderr += chunk));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { checkEnvelope, type Envelope } from '../../components/shared/envelope';
+import { checkEnvelope, checkLoss, type Envelope, type LossReport } from '../../components/shared/envelope';
 import { GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
 import { StreamStore } from '../../components/shared/store';
@@ -19,7 +19,7 @@ const logger = createLogger('publisher-test');
 const accessControl = {
   'aws.greengrass.ipc.mqttproxy': {
     'test.Publisher:mqttproxy:1': { operations: ['aws.greengrass#PublishToIoTCore'], resources: ['dt/elevator/{iot:thingName}/*'] },
-    'test.Publisher:mqttproxy:2': { operations: ['aws.greengrass#SubscribeToIoTCore'], resources: ['cmd/elevator/{iot:thingName}/ack'] },
+    'test.Publisher:mqttproxy:2': { operations: ['aws.greengrass#SubscribeToIoTCore'], resources: ['cmd/elevator/{iot:thingName}/ack', 'cmd/elevator/{iot:thingName}/backfill'] },
   },
 };
 
@@ -30,6 +30,7 @@ const config: PublisherConfig = {
   resendAfterMs: 60_000,
   backpressureBaseMs: 50,
   backpressureMaxMs: 400,
+  maxBackfillRecords: 1000,
 };
 
 /** The publisher in this process, acting as test.Publisher with the token the runtime issued it. */
@@ -41,17 +42,32 @@ async function publisherOn(fixture: RuntimeFixture, store: StreamStore, override
 }
 
 /** The cloud side: a real MQTT client on the broker, collecting envelopes and sending acks. */
-async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes: Envelope[] }> {
+async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes: Envelope[]; losses: LossReport[] }> {
   const client = mqtt.connect(url, { clientId: `cloud-${process.pid}-${Date.now()}` });
   const envelopes: Envelope[] = [];
+  const losses: LossReport[] = [];
   await new Promise<void>((resolve) => client.once('connect', () => resolve()));
   await client.subscribeAsync(`dt/elevator/${THING}/+`, { qos: 1 });
-  client.on('message', (_topic, payload) => {
+  client.on('message', (topic, payload) => {
+    if (topic.endsWith('/loss')) {
+      const loss = checkLoss(JSON.parse(payload.toString()));
+      assert.ok(loss.ok, `loss report passes its schema: ${loss.ok ? '' : loss.reason}`);
+      losses.push(loss.value);
+      return;
+    }
     const checked = checkEnvelope(JSON.parse(payload.toString()));
     assert.ok(checked.ok, `envelope passes every check: ${checked.ok ? '' : checked.reason}`);
     envelopes.push(checked.value);
   });
-  return { client, envelopes };
+  return { client, envelopes, losses };
+}
+
+function backfill(client: MqttClient, body: Record<string, unknown>): Promise<unknown> {
+  return client.publishAsync(
+    `cmd/elevator/${THING}/backfill`,
+    JSON.stringify({ schema: 'elevator.backfill/1', requestId: `r-${Math.random()}`, device: THING, issuedAt: new Date().toISOString(), ...body }),
+    { qos: 1 },
+  );
 }
 
 async function seed(store: StreamStore, stream: string, count: number, priority = 2): Promise<void> {
@@ -91,11 +107,28 @@ test('envelopes reach the broker through IPC, and only the cloud ack deletes rec
     await waitFor('ignored and invalid acks counted', () => publisher.metrics.acksIgnored === 1 && publisher.metrics.invalidAcks.json === 1);
     assert.equal((await store.stats()).streams.find((s) => s.stream === 'motor')?.backlogRecords, 10, 'an ack for another epoch deletes nothing');
 
+    // Gaps in an ack are information only: nothing is resent for them.
     const before = cloud.envelopes.length;
     await ack(cloud.client, { stream: 'motor', epoch: store.epoch, watermark: 5, gaps: [[8, 10]] });
-    await waitFor('the gap resent', () => seqsOf(cloud.envelopes.slice(before), 'motor').join() === '8,9,10');
-    assert.equal(publisher.metrics.recordsResent, 3);
+    await waitFor('ack applied', () => publisher.metrics.acksApplied === 2);
     assert.equal((await store.stats()).streams.find((s) => s.stream === 'motor')?.backlogRecords, 5);
+    // A backfill request resends what is retained and reports what is gone, and why.
+    await backfill(cloud.client, { stream: 'motor', epoch: store.epoch, ranges: [[3, 4], [8, 10], [11, 12]] });
+    await waitFor('the retained part resent', () => seqsOf(cloud.envelopes.slice(before), 'motor').join() === '8,9,10');
+    await waitFor('two loss reports', () => cloud.losses.length === 2);
+    const byReason = Object.fromEntries(cloud.losses.map((l) => [l.reason, l.ranges]));
+    assert.deepEqual(byReason, { 'deleted-after-ack': [[3, 4]], 'not-sampled': [[11, 12]] });
+    assert.ok(cloud.losses.every((l) => l.epoch === store.epoch && l.stream === 'motor' && l.requestId));
+    assert.equal(publisher.backfill.metrics.recordsRequeuedByBackfill, 3);
+
+    // Malformed, huge, foreign and stale requests are refused with a reason, and touch nothing.
+    await cloud.client.publishAsync(`cmd/elevator/${THING}/backfill`, '[]', { qos: 1 });
+    await backfill(cloud.client, { stream: 'motor', epoch: store.epoch, ranges: [[1, 5000]] });
+    await backfill(cloud.client, { stream: 'motor', epoch: store.epoch, ranges: [[6, 7]], device: 'another-thing' });
+    await backfill(cloud.client, { stream: 'motor', epoch: '00000000-0000-0000-0000-000000000000', ranges: [[6, 7]] });
+    await waitFor('four rejections', () => Object.values(publisher.backfill.metrics.backfillRejected).reduce((a, b) => a + b, 0) === 4);
+    assert.deepEqual(publisher.backfill.metrics.backfillRejected, { schema: 1, 'too-large': 1, 'mis-addressed': 1, epoch: 1 });
+    assert.equal(publisher.backfill.metrics.backfillRequests, 1);
   } finally {
     await stop();
     cloud.client.end(true);

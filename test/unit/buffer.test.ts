@@ -1,11 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import winston from 'winston';
+import YAML from 'yaml';
 import { StreamStore, type AppendInput } from '../../components/shared/store';
-import { DEFAULT_BUFFER_CONFIG, StreamBuffer, type BufferConfig, type BufferStats } from '../../components/stream-buffer/buffer';
+import { compileValidator } from '../../components/shared/validation';
+import {
+  CLOCK_JUMP_TOLERANCE_MS,
+  ClockJumpAllowance,
+  DEFAULT_BUFFER_CONFIG,
+  StreamBuffer,
+  type BufferClock,
+  type BufferConfig,
+  type BufferStats,
+} from '../../components/stream-buffer/buffer';
+import { streamBufferConfigSchema } from '../../components/stream-buffer/config';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
 
 
@@ -28,10 +39,24 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
   }
 }
 
-const FAST: BufferConfig = { maxStoreBytes: DEFAULT_BUFFER_CONFIG.maxStoreBytes, retentionIntervalMs: 100, checkpointIntervalMs: 100, statsIntervalMs: 100 };
+const FAST: BufferConfig = {
+  maxStoreBytes: DEFAULT_BUFFER_CONFIG.maxStoreBytes,
+  maxRecordAgeSec: 0,
+  minFreeDiskBytes: 0,
+  retentionIntervalMs: 100,
+  checkpointIntervalMs: 100,
+  statsIntervalMs: 100,
+};
 
 test('the defaults are the documented ones', () => {
-  assert.deepEqual(DEFAULT_BUFFER_CONFIG, { maxStoreBytes: 256 * 1024 * 1024, retentionIntervalMs: 5000, checkpointIntervalMs: 60000, statsIntervalMs: 5000 });
+  assert.deepEqual(DEFAULT_BUFFER_CONFIG, {
+    maxStoreBytes: 256 * 1024 * 1024,
+    maxRecordAgeSec: 604800,
+    minFreeDiskBytes: 64 * 1024 * 1024,
+    retentionIntervalMs: 5000,
+    checkpointIntervalMs: 60000,
+    statsIntervalMs: 5000,
+  });
 });
 
 test('a bad interval is refused with the allowed range and the value received', async () => {
@@ -42,6 +67,8 @@ test('a bad interval is refused with the allowed range and the value received', 
       message: 'statsIntervalMs must be between 100 and 3600000 ms, got 5',
     });
     assert.throws(() => new StreamBuffer(store, { ...FAST, maxStoreBytes: 0 }, logger, async () => {}), /maxStoreBytes must be a positive integer, got 0/);
+    assert.throws(() => new StreamBuffer(store, { ...FAST, maxRecordAgeSec: -1 }, logger, async () => {}), /maxRecordAgeSec must be an integer >= 0 \(0 disables the age cap\), got -1/);
+    assert.throws(() => new StreamBuffer(store, { ...FAST, minFreeDiskBytes: 0.5 }, logger, async () => {}), /minFreeDiskBytes must be an integer >= 0 \(0 disables the disk guard\), got 0.5/);
   } finally {
     await store.close();
   }
@@ -59,12 +86,14 @@ test('retention drops over the cap, warns per stream and the published stats car
 
     const result = await buffer.runRetentionOnce();
     assert.equal(result.dropped, 20);
-    const warning = entries.find((e) => e.level === 'warn' && e.message === 'records dropped by byte cap');
+    const warning = entries.find((e) => e.level === 'warn' && e.message === 'records dropped by retention');
     assert.equal(warning?.stream, 'raw');
+    assert.equal(warning?.reason, 'byte-cap');
     assert.equal(warning?.count, 20);
+    assert.deepEqual([warning?.firstSeq, warning?.lastSeq, warning?.ranges], [1, 20, [[1, 20]]]);
     assert.equal(entries.filter((e) => e.level === 'warn').length, 1, 'the events stream lost nothing, so only one warning');
 
-    assert.deepEqual(await buffer.runRetentionOnce(), { dropped: 0, droppedBytes: 0 });
+    assert.deepEqual(await buffer.runRetentionOnce(), { dropped: 0, droppedBytes: 0, byReason: {} });
 
     const stats = await buffer.publishOnce();
     assert.equal(published.length, 1);
@@ -133,6 +162,152 @@ test('stop() waits for a tick in progress and then checkpoints the WAL', async (
     release();
     await stopping;
     assert.equal(statSync(`${path}-wal`).size, 0, 'the final checkpoint truncated the WAL');
+  } finally {
+    await store.close();
+  }
+});
+
+test('the recipe\'s DefaultConfiguration validates against the schema and matches the defaults', () => {
+  const recipe = YAML.parse(readFileSync(resolve(__dirname, '..', '..', '..', 'recipes', 'com.elevator.StreamBuffer.yaml'), 'utf8')) as {
+    ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> };
+  };
+  const { accessControl: _acl, ...defaults } = recipe.ComponentConfiguration.DefaultConfiguration;
+  const validate = compileValidator<Record<string, unknown>>(streamBufferConfigSchema);
+  const checked = validate(structuredClone(defaults));
+  assert.ok(checked.ok, checked.ok ? '' : checked.reason);
+  assert.deepEqual(defaults, { ...DEFAULT_BUFFER_CONFIG, heartbeatIntervalMs: 5000 });
+  assert.deepEqual(validate({}), { ok: true, value: { ...DEFAULT_BUFFER_CONFIG, heartbeatIntervalMs: 5000 } }, 'schema defaults are the same');
+  const negative = validate({ maxRecordAgeSec: -1 });
+  assert.equal(negative.ok, false);
+  assert.match(negative.ok ? '' : negative.reason, /maxRecordAgeSec must be >= 0/);
+  assert.equal(validate({ minFreeDiskBytes: 0, maxRecordAgeSec: 0 }).ok, true, '0 disables either rule');
+});
+
+/** A clock a test moves by hand. */
+function manualClock(wall: number): BufferClock & { advance(wallMs: number, monoMs: number): void } {
+  let mono = 0;
+  return {
+    wallMs: () => wall,
+    monoMs: () => mono,
+    advance(wallMs: number, monoMs: number) {
+      wall += wallMs;
+      mono += monoMs;
+    },
+  };
+}
+
+const DAY_MS = 86_400_000;
+const T0 = 1_700_000_000_000;
+
+test('retention applies the age cap by the wall clock and logs the drops of each rule with their exact ranges', async () => {
+  const { store, logger, entries } = await setup();
+  try {
+    const now = T0 + 10 * DAY_MS;
+    // run seqs 1..3: 1 and 3 are 8 days old, 2 is fresh; raw 1..5 fresh and over the byte cap.
+    await store.append([T0 + 2 * DAY_MS, now, T0 + 2 * DAY_MS].map((time, i) => ({ stream: 'run', priority: 2, time, mono: i, data: { i } })));
+    await store.append(records('raw', 0, 5).map((r) => ({ ...r, time: now })));
+    const runBytes = (await store.stats()).streams.find((s) => s.stream === 'run')!.backlogBytes;
+    const config = { ...FAST, maxRecordAgeSec: 7 * 24 * 3600, maxStoreBytes: runBytes };
+    const buffer = new StreamBuffer(store, config, logger, async () => {}, { clock: manualClock(now) });
+    const result = await buffer.runRetentionOnce();
+    assert.deepEqual(result.byReason, { 'age-cap': 2, 'byte-cap': 5 });
+    const warnings = entries.filter((e) => e.message === 'records dropped by retention');
+    assert.deepEqual(
+      warnings.map((w) => [w.level, w.stream, w.reason, w.count, w.firstSeq, w.lastSeq, w.ranges, w.epoch]),
+      [
+        ['warn', 'run', 'age-cap', 2, 1, 3, [[1, 1], [3, 3]], store.epoch],
+        ['warn', 'raw', 'byte-cap', 5, 1, 5, [[1, 5]], store.epoch],
+      ],
+    );
+    assert.deepEqual(warnings[0]?.limit, { maxRecordAgeSec: 604800 });
+    assert.deepEqual(warnings[1]?.limit, { maxStoreBytes: runBytes });
+    assert.deepEqual(
+      (await store.readPending('run', 10, 0)).map((r) => r.seq),
+      [2],
+    );
+    // 0 disables the age cap.
+    await store.append([{ stream: 'run', priority: 2, time: T0, mono: 0, data: {} }]);
+    const off = new StreamBuffer(store, { ...config, maxRecordAgeSec: 0, maxStoreBytes: DEFAULT_BUFFER_CONFIG.maxStoreBytes }, logger, async () => {}, {
+      clock: manualClock(now),
+    });
+    assert.equal((await off.runRetentionOnce()).dropped, 0);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a forward step of the wall clock does not age records early; the allowance ends after one cap length', async () => {
+  const { store, logger, entries } = await setup();
+  try {
+    const clock = manualClock(T0);
+    const config = { ...FAST, maxRecordAgeSec: 2 * 24 * 3600 };
+    const buffer = new StreamBuffer(store, config, logger, async () => {}, { clock });
+    // seq 1: sampled a day before the step, by the old clock.
+    await store.append([{ stream: 'run', priority: 2, time: T0 - DAY_MS, mono: 0, data: {} }]);
+    assert.equal((await buffer.runRetentionOnce()).dropped, 0);
+
+    // Five seconds pass, but the wall clock steps five days forward (a late NTP sync).
+    clock.advance(5 * DAY_MS, 5_000);
+    assert.equal((await buffer.runRetentionOnce()).dropped, 0, 'seq 1 is one day and five seconds old: kept');
+    const jump = entries.find((e) => e.message.startsWith('wall clock jumped forward'));
+    assert.equal(jump?.level, 'warn');
+    assert.equal(jump?.jumpMs, 5 * DAY_MS - 5_000);
+    // seq 2: sampled just after the step, by the corrected clock.
+    await store.append([{ stream: 'run', priority: 2, time: clock.wallMs(), mono: 0, data: {} }]);
+
+    clock.advance(DAY_MS / 2, DAY_MS / 2);
+    assert.equal((await buffer.runRetentionOnce()).dropped, 0, 'seq 1 is 1.5 days old by real time: kept (by wall time it would be 6.5)');
+    clock.advance(DAY_MS / 2 + 10_000, DAY_MS / 2 + 10_000);
+    let result = await buffer.runRetentionOnce();
+    assert.deepEqual(
+      result.byReason,
+      { 'age-cap': 1 },
+      'seq 1 is now truly over two days old',
+    );
+    assert.deepEqual(
+      (await store.readPending('run', 10, 0)).map((r) => r.seq),
+      [2],
+    );
+
+    // seq 2 is 2 days + 10 s old one day later; the allowance has run out by then (one cap length
+    // of monotonic time after the step), so the plain cap drops it.
+    clock.advance(DAY_MS, DAY_MS);
+    result = await buffer.runRetentionOnce();
+    assert.deepEqual(result.byReason, { 'age-cap': 1 });
+    assert.deepEqual(await store.readPending('run', 10, 0), []);
+  } finally {
+    await store.close();
+  }
+});
+
+test('ClockJumpAllowance ignores small steps and backward steps, adds up forward ones and expires', () => {
+  const allowance = new ClockJumpAllowance();
+  const cap = 1_000_000;
+  assert.deepEqual(allowance.update(0, 0, cap), { allowanceMs: 0, jumpMs: 0 });
+  assert.deepEqual(allowance.update(1000 + CLOCK_JUMP_TOLERANCE_MS, 1000, cap), { allowanceMs: 0, jumpMs: 0 }, 'exactly the tolerance is not a jump');
+  assert.deepEqual(allowance.update(0, 2000, cap), { allowanceMs: 0, jumpMs: 0 }, 'backward');
+  assert.deepEqual(allowance.update(500_000, 3000, cap), { allowanceMs: 499_000, jumpMs: 499_000 });
+  assert.deepEqual(allowance.update(900_000, 4000, cap), { allowanceMs: 898_000, jumpMs: 399_000 });
+  assert.deepEqual(allowance.update(900_000 + cap - 1, 4000 + cap - 1, cap), { allowanceMs: 898_000, jumpMs: 0 });
+  assert.deepEqual(allowance.update(900_000 + cap, 4000 + cap, cap), { allowanceMs: 0, jumpMs: 0 });
+});
+
+test('retention runs the disk guard with minFreeDiskBytes and logs its drops', async () => {
+  const { store, logger, entries } = await setup();
+  try {
+    await store.append(records('raw', 0, 50));
+    await store.append(records('run', 2, 5));
+    const buffer = new StreamBuffer(store, { ...FAST, minFreeDiskBytes: 1_000_000 }, logger, async () => {}, { freeBytes: () => 1_000_000 - 2_000 });
+    const result = await buffer.runRetentionOnce();
+    assert.ok(result.dropped > 0);
+    assert.deepEqual(Object.keys(result.byReason), ['disk-guard']);
+    const warning = entries.find((e) => e.message === 'records dropped by retention');
+    assert.equal(warning?.reason, 'disk-guard');
+    assert.equal(warning?.stream, 'raw');
+    assert.deepEqual(warning?.limit, { minFreeDiskBytes: 1_000_000 });
+    // 0 disables it.
+    const off = new StreamBuffer(store, { ...FAST, minFreeDiskBytes: 0 }, logger, async () => {}, { freeBytes: () => 0 });
+    assert.equal((await off.runRetentionOnce()).dropped, 0);
   } finally {
     await store.close();
   }

@@ -180,21 +180,21 @@ test('applyAck deletes up to the watermark, ignores another epoch, never moves b
     await store.append(range(1, 10).map((i) => rec('run', i, 2)));
     await store.markSent('run', 1, 10, 100);
 
-    assert.deepEqual(await store.applyAck('run', 'some-other-epoch', 8, []), { applied: false, deleted: 0, resend: 0 });
+    assert.deepEqual(await store.applyAck('run', 'some-other-epoch', 8), { applied: false, deleted: 0 });
     assert.equal((await store.readPending('run', 100, 1000)).length, 10);
 
-    assert.deepEqual(await store.applyAck('run', store.epoch, 4, []), { applied: true, deleted: 4, resend: 0 });
+    assert.deepEqual(await store.applyAck('run', store.epoch, 4), { applied: true, deleted: 4 });
     assert.deepEqual(
       (await store.readPending('run', 100, 1000)).map((r) => r.seq),
       [5, 6, 7, 8, 9, 10],
     );
 
-    assert.deepEqual(await store.applyAck('run', store.epoch, 2, []), { applied: true, deleted: 0, resend: 0 });
+    assert.deepEqual(await store.applyAck('run', store.epoch, 2), { applied: true, deleted: 0 });
     let [stats] = (await store.stats()).streams;
     assert.equal(stats?.watermark, 4, 'an older ack does not lower the watermark');
 
-    const result = await store.applyAck('run', store.epoch, 50, []);
-    assert.deepEqual(result, { applied: true, deleted: 6, resend: 0 });
+    const result = await store.applyAck('run', store.epoch, 50);
+    assert.deepEqual(result, { applied: true, deleted: 6 });
     [stats] = (await store.stats()).streams;
     assert.equal(stats?.watermark, 10);
     assert.equal(stats?.backlogRecords, 0);
@@ -211,24 +211,19 @@ test('applyAck deletes up to the watermark, ignores another epoch, never moves b
   }
 });
 
-test('gaps in an ack mark those records unsent so they go out again', async () => {
+test('gaps in an ack are information only: applyAck takes no gap list and leaves records above the watermark as they were', async () => {
   const { store } = await openStore();
   try {
     await store.append(range(1, 10).map((i) => rec('door-cycle', i, 2)));
     await store.markSent('door-cycle', 1, 10, 100);
-    const result = await store.applyAck('door-cycle', store.epoch, 3, [
-      [2, 3],
-      [5, 6],
-      [9, 12],
-    ]);
-    // [2,3] is at or below the watermark (deleted), 11-12 do not exist.
-    assert.deepEqual(result, { applied: true, deleted: 3, resend: 4 });
-    assert.deepEqual(
-      (await store.readPending('door-cycle', 100, 0)).map((r) => r.seq),
-      [5, 6, 9, 10],
-    );
+    assert.equal(store.applyAck.length, 3, 'stream, epoch, watermark');
+    // A caller still passing the old fourth argument gets no requeue out of it.
+    const legacy = store.applyAck as unknown as (...args: unknown[]) => Promise<unknown>;
+    const result = await legacy.call(store, 'door-cycle', store.epoch, 3, [[5, 6]]);
+    assert.deepEqual(result, { applied: true, deleted: 3 });
+    assert.deepEqual(await store.readPending('door-cycle', 100, 0), [], 'nothing became pending again');
     const [stats] = (await store.stats()).streams;
-    assert.equal(stats?.unsentRecords, 4);
+    assert.equal(stats?.unsentRecords, 0);
     assert.equal(stats?.backlogRecords, 7);
   } finally {
     await store.close();
@@ -312,7 +307,8 @@ test('the backlog counters always match the rows actually stored', async () => {
     await store.append(range(1, 40).map((i) => rec(i % 2 ? 'run' : 'raw', i, i % 2 ? 2 : 0, i)));
     await store.markSent('run', 1, 10, 50);
     await store.markSent('raw', 5, 8, 50);
-    await store.applyAck('run', store.epoch, 6, [[8, 9]]);
+    await store.applyAck('run', store.epoch, 6);
+    await store.requeueRange('run', store.epoch, 8, 9);
     await store.enforceRetention({ maxBytes: 400 });
     await store.append([rec('run', 99, 2, 3)]);
     const counted = await rawAll<{ stream: string; n: number; bytes: number; unsent: number }>(
@@ -377,7 +373,7 @@ test('a file with another schema version is refused with both versions named and
   await assert.rejects(StreamStore.open(path, { owner: true, logger }), (error: unknown) => {
     assert.ok(error instanceof StoreSchemaError);
     assert.match(error.message, /schema version 7/);
-    assert.match(error.message, /expects version 1/);
+    assert.match(error.message, /expects version 2/);
     assert.ok(error.message.includes(path));
     return true;
   });
@@ -409,7 +405,7 @@ test('a foreign-version file left with an un-checkpointed WAL (a crash) is refus
   assert.ok(statSync(`${path}-wal`).size > 0);
 
   const { logger } = captureLogger();
-  await assert.rejects(StreamStore.open(path, { owner: true, logger }), /schema version 9, this build expects version 1/);
+  await assert.rejects(StreamStore.open(path, { owner: true, logger }), /schema version 9, this build expects version 2/);
   assert.equal(sha256(path), mainHash, 'main file untouched');
   assert.equal(sha256(`${path}-wal`), walHash, 'WAL untouched');
 });
@@ -426,13 +422,13 @@ test('a write waits for another process holding the write lock, then sees its co
     await exec("BEGIN IMMEDIATE; UPDATE streams SET watermark = 2 WHERE stream = 'run'; DELETE FROM records WHERE stream = 'run' AND seq <= 2;");
     await exec("UPDATE streams SET backlog_records = backlog_records - 2 WHERE stream = 'run'");
     const started = Date.now();
-    const ack = store.applyAck('run', store.epoch, 3, []);
+    const ack = store.applyAck('run', store.epoch, 3);
     const append = store.append([rec('run', 6, 2)]);
     await new Promise((r) => setTimeout(r, 200));
     await exec('COMMIT');
     await new Promise<void>((ok) => other.close(() => ok()));
     // Only seq 3 is left to delete: the ack ran on the committed state, not on a stale snapshot.
-    assert.deepEqual(await ack, { applied: true, deleted: 1, resend: 0 });
+    assert.deepEqual(await ack, { applied: true, deleted: 1 });
     assert.deepEqual(await append, [{ stream: 'run', seq: 6 }]);
     assert.ok(Date.now() - started >= 150, 'the store waited for the lock');
     assert.deepEqual(
@@ -489,6 +485,7 @@ test('an owner quarantines a corrupt file and starts a new epoch linked to the o
     assert.equal(error?.quarantinePath, quarantinePath);
     assert.equal(error?.oldEpoch, oldEpoch);
     assert.deepEqual(error?.oldStreams, [{ stream: 'motor', appended: 300, watermark: 0 }]);
+    assert.deepEqual(await store.previousEpochInfo(), { epoch: oldEpoch, streams: [{ stream: 'motor', appended: 300, watermark: 0 }], reportedAt: null });
     const fresh = entries.find((e) => e.message === 'new epoch');
     assert.equal(fresh?.epoch, store.epoch);
     assert.equal(fresh?.previousEpoch, oldEpoch);
@@ -519,6 +516,9 @@ test('an owner quarantines a file that is garbage throughout; the old epoch is u
     const error = entries.find((e) => e.level === 'error');
     assert.match(String(error?.reason), /SQLITE_NOTADB/);
     assert.equal(error?.oldEpoch, null);
+    assert.equal(error?.oldStreams, null, 'unreadable, not an empty list');
+    // The new epoch is still reported, with the old one unknown.
+    assert.deepEqual(await store.previousEpochInfo(), { epoch: null, streams: null, reportedAt: null });
   } finally {
     await store.close();
   }
