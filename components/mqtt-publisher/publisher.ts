@@ -198,7 +198,7 @@ export class Publisher {
   }
 
   private async publishChunk(stream: string, chunk: PendingRecord[]): Promise<boolean> {
-    const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data }));
+    const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data, ...(r.clock ? { clock: r.clock } : {}) }));
     const envelope = buildEnvelope(this.thingName, stream, this.store.epoch, records);
     const payload = Buffer.from(JSON.stringify(envelope));
     if (payload.length > this.config.maxEnvelopeBytes) {

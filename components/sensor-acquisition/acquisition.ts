@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { errorMessage, type Logger } from '../shared/logger';
-import type { AppendInput, StreamStore } from '../shared/store';
+import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
+import { ClockMonitor, monotonicMs } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
 
 /**
@@ -49,14 +50,7 @@ export function invalidReason(record: SampledRecord): string | undefined {
   return undefined;
 }
 
-/**
- * Milliseconds on CLOCK_MONOTONIC (process.hrtime): time since boot on Linux, shared by every
- * process of the device and untouched by wall-clock steps, so records of different components and
- * restarts stay comparable within one boot.
- */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint() / 1000n) / 1000;
-}
+export { monotonicMs };
 
 export class Acquisition {
   private pending: AppendInput[] = [];
@@ -64,6 +58,7 @@ export class Acquisition {
   private flushing: Promise<void> = Promise.resolve();
   private lastTickAt = 0;
   private stopped = false;
+  readonly clock: ClockMonitor;
   readonly metrics: AcquisitionMetrics = {
     sampled: 0,
     appended: 0,
@@ -81,7 +76,10 @@ export class Acquisition {
     private readonly config: AcquisitionConfig,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
-  ) {}
+    clock?: ClockMonitor,
+  ) {
+    this.clock = clock ?? new ClockMonitor(logger);
+  }
 
   start(offsetMs: number): void {
     this.lastTickAt = performance.now();
@@ -101,7 +99,8 @@ export class Acquisition {
     const now = performance.now();
     const elapsed = now - this.lastTickAt;
     this.lastTickAt = now;
-    for (const record of this.source.advance(elapsed)) this.accept(record);
+    const clock = this.clock.check();
+    for (const record of this.source.advance(elapsed)) this.accept(record, clock);
   }
 
   /** Appends what is pending, in batches of at most maxBatchRecords; failures keep the records. */
@@ -120,7 +119,7 @@ export class Acquisition {
     }
   }
 
-  private accept(record: SampledRecord): void {
+  private accept(record: SampledRecord, clock: ClockSync): void {
     this.metrics.sampled += 1;
     const reason = invalidReason(record);
     if (reason) {
@@ -134,7 +133,7 @@ export class Acquisition {
       this.metrics.droppedOverflow += 1;
       this.logger.error('store unavailable too long; dropping the oldest unstored sample', { stream: dropped.stream, maxPendingRecords: this.config.maxPendingRecords });
     }
-    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: monotonicMs(), data: record.data });
+    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: monotonicMs(), data: record.data, clock });
     this.metrics.pending = this.pending.length;
   }
 

@@ -16,7 +16,7 @@ void runComponent<SensorAcquisitionConfig>({
     acquisition.start(offset);
     logger.info('sampling', { epoch: store.epoch, scheduleOffsetMs: offset });
     return {
-      metrics: () => ({ ...acquisition.metrics, epoch: store.epoch }),
+      metrics: () => ({ ...acquisition.metrics, ...acquisition.clock.metrics, epoch: store.epoch }),
       async stop() {
         await acquisition.stop();
         await store.close();

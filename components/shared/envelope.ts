@@ -28,6 +28,8 @@ export interface WireRecord {
   time: number;
   mono: number;
   data: Record<string, unknown>;
+  /** Wall-clock sync state when stamped: 'synced', 'unsynced' or 'unknown'. */
+  clock?: string;
 }
 
 export interface Envelope {

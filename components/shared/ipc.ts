@@ -215,7 +215,8 @@ export class GreengrassIpc {
       await this.establish();
     })()
       .catch((error) => {
-        this.options.logger.error('IPC reconnect failed', { error: errorMessage(error) });
+        // Closing the client while it reconnects is a deliberate end, not a failure.
+        if (!this.closed) this.options.logger.error('IPC reconnect failed', { error: errorMessage(error) });
       })
       .finally(() => {
         this.reconnecting = undefined;

@@ -88,7 +88,13 @@ export interface AppendInput {
   /** Monotonic ms. */
   mono: number;
   data: Record<string, unknown>;
+  /** Wall-clock sync state when sampled (ClockSync); absent means unknown. */
+  clock?: ClockSync;
 }
+
+/** Whether the wall clock could be trusted when a record was stamped. */
+export type ClockSync = 'synced' | 'unsynced' | 'unknown';
+const CLOCK_STATES: readonly string[] = ['synced', 'unsynced', 'unknown'];
 
 export interface PendingRecord {
   stream: string;
@@ -99,6 +105,7 @@ export interface PendingRecord {
   data: Record<string, unknown>;
   bytes: number;
   sentAt: number | null;
+  clock: ClockSync | null;
 }
 
 export interface StreamStats {
@@ -399,6 +406,7 @@ interface RecordRow {
   data: string;
   bytes: number;
   sent_at: number | null;
+  clock: string | null;
 }
 
 interface DropLogRow {
@@ -507,6 +515,7 @@ export class StreamStore {
       assertInteger(record.priority, `${where}.priority`, 0);
       assertFinite(record.time, `${where}.time`);
       assertFinite(record.mono, `${where}.mono`);
+      if (record.clock !== undefined && !CLOCK_STATES.includes(record.clock)) throw new TypeError(`${where}.clock must be one of ${CLOCK_STATES.join(', ')}`);
       if (typeof record.data !== 'object' || record.data === null || Array.isArray(record.data)) {
         throw new TypeError(`${where}.data must be a JSON object`);
       }
@@ -528,7 +537,7 @@ export class StreamStore {
       for (const record of prepared) {
         const seq = next.get(record.stream)!;
         next.set(record.stream, seq + 1);
-        await conn.run('INSERT INTO records (stream, seq, time, mono, priority, data, bytes, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)', [
+        await conn.run('INSERT INTO records (stream, seq, time, mono, priority, data, bytes, sent_at, clock) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)', [
           record.stream,
           seq,
           record.time,
@@ -536,6 +545,7 @@ export class StreamStore {
           record.priority,
           record.json,
           record.bytes,
+          record.clock ?? null,
         ]);
         const sum = added.get(record.stream)!;
         sum.records += 1;
@@ -566,7 +576,7 @@ export class StreamStore {
     assertFinite(resendBefore, 'resendBefore');
     const rows = await this.exclusive((conn) =>
       conn.all<RecordRow>(
-        `SELECT stream, seq, time, mono, priority, data, bytes, sent_at FROM records
+        `SELECT stream, seq, time, mono, priority, data, bytes, sent_at, clock FROM records
           WHERE stream = ? AND (sent_at IS NULL OR sent_at < ?) ORDER BY seq LIMIT ?`,
         [stream, resendBefore, limit],
       ),
@@ -580,6 +590,7 @@ export class StreamStore {
       data: JSON.parse(r.data) as Record<string, unknown>,
       bytes: r.bytes,
       sentAt: r.sent_at,
+      clock: (r.clock as ClockSync | null) ?? null,
     }));
   }
 
@@ -1246,6 +1257,12 @@ async function readSchemaVersion(conn: Connection): Promise<string | null> {
   return row ? String(row.value) : 'none (no schema_version)';
 }
 
+/** Version 2 also stamps each record's clock-sync state; ALTER TABLE has no IF NOT EXISTS for columns. */
+async function addColumnIfMissing(conn: Connection, table: string, column: string, type: string): Promise<void> {
+  const columns = await conn.all<{ name: string }>(`PRAGMA table_info(${table})`);
+  if (!columns.some((c) => c.name === column)) await conn.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+}
+
 /** Versions this build opens: its own, and version 1, which it migrates. */
 function isOpenableVersion(found: string | null): boolean {
   return found === null || found === '1' || found === String(STORE_SCHEMA_VERSION);
@@ -1329,6 +1346,7 @@ async function openFile(path: string, busyTimeoutMs: number, logger: Logger, pre
       if (!isOpenableVersion(found)) throw new StoreSchemaError(path, found!, STORE_SCHEMA_VERSION);
       if (found === '1') migrated = await migrateV1(conn, now);
       await conn.exec(SCHEMA_V1_SQL + SCHEMA_V2_SQL);
+      await addColumnIfMissing(conn, 'records', 'clock', 'TEXT');
       const insert = 'INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)';
       await conn.run(insert, ['schema_version', String(STORE_SCHEMA_VERSION)]);
       created = (await conn.run(insert, ['epoch', randomUUID()])).changes === 1;

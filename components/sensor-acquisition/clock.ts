@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from '../shared/logger';
+import type { ClockSync } from '../shared/store';
+
+/**
+ * Watches the wall clock against CLOCK_MONOTONIC. Sequence numbers, not timestamps, decide order
+ * and dedupe, so a clock step cannot reorder or duplicate records; what a step can do is make
+ * wall-clock stamps wrong, and this says so on every record.
+ *
+ * - 'synced': systemd-timesyncd reports synchronisation (it creates /run/systemd/timesync/synchronized),
+ *   and no step was seen recently;
+ * - 'unsynced': the wall clock stepped by more than STEP_THRESHOLD_MS relative to the monotonic
+ *   clock within the last UNSYNCED_HOLD_MS: stamps around the step may be wrong;
+ * - 'unknown': nothing tells either way (no timesyncd, e.g. chrony or no NTP at all).
+ */
+export const STEP_THRESHOLD_MS = 1000;
+export const UNSYNCED_HOLD_MS = 60_000;
+const TIMESYNCD_FLAG = '/run/systemd/timesync/synchronized';
+
+export class ClockMonitor {
+  private lastWall = Date.now();
+  private lastMono = monotonicMs();
+  private lastStepAt = -Infinity;
+  readonly metrics = { clockSteps: 0, lastStepMs: 0 };
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly syncedFlag: () => boolean = () => existsSync(TIMESYNCD_FLAG),
+  ) {}
+
+  /** Call once per sampling tick; returns the state to stamp on this tick's records. */
+  check(): ClockSync {
+    const wall = Date.now();
+    const mono = monotonicMs();
+    const step = wall - this.lastWall - (mono - this.lastMono);
+    this.lastWall = wall;
+    this.lastMono = mono;
+    if (Math.abs(step) > STEP_THRESHOLD_MS) {
+      this.lastStepAt = mono;
+      this.metrics.clockSteps += 1;
+      this.metrics.lastStepMs = Math.round(step);
+      this.logger.warn('wall clock stepped; records are ordered by sequence number, their wall time may be off', { stepMs: Math.round(step) });
+    }
+    if (mono - this.lastStepAt < UNSYNCED_HOLD_MS) return 'unsynced';
+    return this.syncedFlag() ? 'synced' : 'unknown';
+  }
+}
+
+/**
+ * Milliseconds on CLOCK_MONOTONIC (process.hrtime): time since boot on Linux, shared by every
+ * process of the device and untouched by wall-clock steps, so records of different components and
+ * restarts stay comparable within one boot.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1000n) / 1000;
+}
