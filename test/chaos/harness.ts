@@ -10,6 +10,7 @@ import { errorMessage } from '../../components/shared/logger';
 import { StreamStore } from '../../components/shared/store';
 import { Pipeline, STREAM_BUFFER } from '../../scripts/pipeline';
 import { findMosquitto, freePort, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+import { mulberry32 } from '../helpers/prng';
 import { tempRoot } from '../helpers/runtime-fixture';
 import { FaultProxy } from './fault-proxy';
 
@@ -83,17 +84,6 @@ export interface ChaosReport {
   environment: { root: boolean; faketime: boolean; mosquitto: string };
 }
 
-/** Small deterministic PRNG (mulberry32) so a failing run can be replayed with its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -116,7 +106,7 @@ export class ChaosHarness {
   private stopFaults = false;
 
   constructor(private readonly options: ChaosOptions) {
-    this.random = prng(options.seed);
+    this.random = mulberry32(options.seed);
     this.root = resolve(options.root ?? tempRoot('chaos-'));
     this.faketimeFile = join(this.root, 'faketime');
   }

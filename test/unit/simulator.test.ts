@@ -10,18 +10,8 @@ import {
   type SampledRecord,
   type SimulatorConfig,
 } from '../../components/sensor-acquisition/simulator';
+import { mulberry32 } from '../helpers/prng';
 
-/** mulberry32: a tiny seeded PRNG, so every run of these tests sees the same elevator. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HOUR_MS = 60 * 60 * 1000;
 

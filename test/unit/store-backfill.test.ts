@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sqlite3 from 'sqlite3';
 import { MAX_REQUEUE_RANGE, StoreEpochError, StreamStore, type AppendInput } from '../../components/shared/store';
 import { captureLogger } from '../helpers/capture-logger';
+import { rawAll, rawExec } from '../helpers/raw-sqlite';
 
 const T0 = 1_700_000_000_000;
 const HUGE = Number.MAX_SAFE_INTEGER;
@@ -20,27 +20,7 @@ function rec(stream: string, time: number, priority: number): AppendInput {
   return { stream, priority, time, mono: 0, data: { time } };
 }
 
-function rawExec(path: string, sql: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, (openError) => {
-      if (openError) return reject(openError);
-      db.exec(sql, (error: Error | null) => {
-        db.close(() => (error ? reject(error) : resolvePromise()));
-      });
-    });
-  });
-}
 
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
 /**
  * Stream `run`, seqs 1..20: 1..5 acked, 8 and 9 dropped by the age cap (in two separate runs),

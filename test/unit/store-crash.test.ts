@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import sqlite3 from 'sqlite3';
 import { StreamStore } from '../../components/shared/store';
 import { captureLogger } from '../helpers/capture-logger';
+import { rawAll } from '../helpers/raw-sqlite';
 
 const WRITER = join(__dirname, '..', 'helpers', 'store-writer.js');
 /**
@@ -15,16 +15,6 @@ const WRITER = join(__dirname, '..', 'helpers', 'store-writer.js');
  */
 const OPS: Record<string, number> = { append: 100, markSent: 6, applyAck: 3, requeueRange: 6, enforceRetention: 50 };
 
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
 interface Killed {
   /** The operation the writer had announced last when it was killed (output may lag slightly). */

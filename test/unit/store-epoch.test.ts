@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import sqlite3 from 'sqlite3';
 import { StreamStore } from '../../components/shared/store';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
+import { rawAll } from '../helpers/raw-sqlite';
 
 function tempPath(): string {
   return join(mkdtempSync(join(tmpdir(), 'store-epoch-')), 'store.db');
@@ -16,16 +16,6 @@ async function open(path: string, owner = true): Promise<{ store: StreamStore; e
   return { store: await StreamStore.open(path, { owner, logger }), entries };
 }
 
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
 /** A closed store: motor 1..3000 (nothing acked), run 1..100 with 1..40 acked. Returns its epoch. */
 async function filledStore(path: string): Promise<string> {

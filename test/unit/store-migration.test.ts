@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { STORE_SCHEMA_VERSION, StoreSchemaError, StreamStore } from '../../components/shared/store';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
+import { rawAll } from '../helpers/raw-sqlite';
 
 // The schema of store version 1, frozen here as that version shipped it, so these tests keep
 // checking real version-1 files whatever the module's own SQL becomes.
@@ -64,16 +65,6 @@ function exec(path: string, sql: string): Promise<void> {
   });
 }
 
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
 async function metaValue(path: string, key: string): Promise<string | null | undefined> {
   return (await rawAll<{ value: string | null }>(path, `SELECT value FROM meta WHERE key = '${key}'`))[0]?.value;

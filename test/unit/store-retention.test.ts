@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import sqlite3 from 'sqlite3';
 import { StreamStore, type AppendInput, type DropRange } from '../../components/shared/store';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
+import { rawAll } from '../helpers/raw-sqlite';
 
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
@@ -24,16 +24,6 @@ function rec(stream: string, time: number, priority = 1, padding = 0): AppendInp
   return { stream, priority, time, mono: 0, data: { t: time, pad: 'x'.repeat(padding) } };
 }
 
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
 function size(path: string): number {
   try {

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { StoreCorruptError, StoreSchemaError, StreamStore, type AppendInput } from '../../components/shared/store';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
+import { rawAll, rawExec } from '../helpers/raw-sqlite';
 
 
 function tempPath(name = 'store.db'): string {
@@ -24,27 +25,7 @@ function rec(stream: string, i: number, priority = 1, padding = 0): AppendInput 
 }
 
 /** Raw SQL against the file through a separate connection, to check what the store really wrote. */
-function rawAll<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READWRITE, (openError) => {
-      if (openError) return reject(openError);
-      db.all<T>(sql, (error: Error | null, rows: T[]) => {
-        db.close(() => (error ? reject(error) : resolvePromise(rows)));
-      });
-    });
-  });
-}
 
-function rawExec(path: string, sql: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const db = new sqlite3.Database(path, (openError) => {
-      if (openError) return reject(openError);
-      db.exec(sql, (error: Error | null) => {
-        db.close(() => (error ? reject(error) : resolvePromise()));
-      });
-    });
-  });
-}
 
 function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
