@@ -41,12 +41,16 @@ export async function startRuntime(recipes: Array<Record<string, unknown>>, opti
   const recipesDir = join(root, 'recipes');
   mkdirSync(recipesDir);
   for (const recipe of recipes) writeFileSync(join(recipesDir, `${recipe.ComponentName}.yaml`), YAML.stringify(recipe));
+  // The in-process runtime's expected warnings (refused calls, full spoolers) would bury test
+  // output; TEST_RUNTIME_LOG_LEVEL=info shows them when a test needs investigating.
+  const logger = createLogger('LocalRuntime-test');
+  logger.level = process.env.TEST_RUNTIME_LOG_LEVEL ?? 'error';
   const runtime = new LocalRuntime({
     root: join(root, 'gg'),
     recipesDir,
     artifactsDir: join(root, 'artifacts'),
     thingName: 'test-thing',
-    logger: createLogger('LocalRuntime-test'),
+    logger,
     restartDelayMs: 100,
     ...options,
   });

@@ -180,3 +180,36 @@ test('a full nucleus spooler is back-pressure: nothing is marked sent that was r
     await store.close();
   }
 });
+
+test('records dropped by retention are reported to the cloud as exact ranges with their reason, once', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('pr-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  try {
+    await seed(store, 'motor', 30, 1);
+    await seed(store, 'run', 5, 2);
+    // A byte cap that holds about ten records: the oldest motor metrics go first, events stay.
+    const perRecord = Buffer.byteLength(JSON.stringify({ i: 10 }));
+    const result = await store.enforceRetention({ maxBytes: perRecord * 10 });
+    assert.ok(result.dropped > 0);
+    const { publisher, stop } = await publisherOn(fixture, store);
+    try {
+      await waitFor('a loss report', () => cloud.losses.length >= 1);
+      const reported = cloud.losses.flatMap((l) => l.ranges.map(([from, to]) => ({ stream: l.stream, reason: l.reason, from, to })));
+      assert.ok(reported.every((r) => r.stream === 'motor' && r.reason === 'byte-cap'), JSON.stringify(reported));
+      const count = reported.reduce((sum, r) => sum + r.to - r.from + 1, 0);
+      assert.equal(count, result.dropped, 'every dropped record is in a reported range');
+      assert.deepEqual(reported[0].from, 1, 'the oldest went first');
+      assert.equal(await store.unreportedDrops(10).then((d) => d.length), 0, 'marked reported');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(cloud.losses.length, 1, 'reported once');
+      assert.equal(publisher.losses.metrics.recordsReportedLost['byte-cap'], result.dropped);
+    } finally {
+      await stop();
+    }
+  } finally {
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
