@@ -134,7 +134,7 @@ export class CloudIngest {
   private readonly maxBackfillRecords: number;
   private gapTimer: NodeJS.Timeout | undefined;
   /** Per (device, stream, epoch): when each open gap was first seen, and the last backfill request. */
-  private readonly gapTracking = new Map<string, { firstSeen: Map<number, number>; lastRequestAt: number; attempts: number }>();
+  private readonly gapTracking = new Map<string, { firstSeen: Map<number, number>; requested: Set<number>; lastRequestAt: number; attempts: number }>();
   /** Epochs a device has declared replaced: nothing more will come, so no backfill is asked. */
   private readonly closedEpochs = new Set<string>();
 
@@ -431,27 +431,38 @@ export class CloudIngest {
     const report = checked.value;
     if (report.device !== device) return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", epoch report says "${report.device}"`);
     this.counters.epochReports += 1;
+    // The device repeats its report until it is sure one arrived; only the first one counts.
+    if (report.previousEpoch && this.closedEpochs.has(`${device}\u0000${report.previousEpoch}`)) {
+      this.logger.debug('epoch report repeated; the old epoch is already closed', { device, previousEpoch: report.previousEpoch });
+      return;
+    }
+    const key = report.previousEpoch ? `${device}\u0000${report.previousEpoch}` : undefined;
+    let lost = 0;
+    if (report.previousEpoch && report.previousStreams !== null) {
+      for (const previous of report.previousStreams) {
+        const ledger = this.ledger!.stream(device, previous.stream, report.previousEpoch);
+        const missing = ledger.uncovered(previous.appended);
+        const count = missing.reduce((sum, [from, to]) => sum + to - from + 1, 0);
+        const body = { reason: EPOCH_REPLACED, source: 'epoch-report', newEpoch: report.epoch, reportedAt: report.reportedAt, receivedAt: receivedAt.toISOString() };
+        // A failed write leaves the epoch open: the device's next repeat tries again.
+        if (count > 0 && !(await this.recordGaps(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, body))) return;
+        lost += count;
+      }
+    }
+    // Written last: a rebuild treats an epoch with a stored report as closed.
     try {
       await this.withRetries(() => this.archive.put(epochKey(device, report.epoch), JSON.stringify({ ...report, receivedAt: receivedAt.toISOString() })));
     } catch (error) {
       this.counters.archiveErrors += 1;
-      this.logger.error('could not store epoch report; the device reports again until it is acknowledged', { device, error: errorMessage(error) });
+      this.logger.error('could not store epoch report; the device repeats it', { device, error: errorMessage(error) });
       return;
     }
-    if (!report.previousEpoch) return;
-    this.closedEpochs.add(`${device}\u0000${report.previousEpoch}`);
-    if (report.previousStreams === null) {
+    if (key) this.closedEpochs.add(key);
+    if (!report.previousEpoch || report.previousStreams === null) {
+      // The old file was unreadable: what it had sampled is unknown, and so is the size of the loss.
       this.counters.epochLossUnknown += 1;
-      this.logger.error('epoch replaced and the old file was unreadable: loss of unknown size', { device, epoch: report.epoch, previousEpoch: report.previousEpoch });
+      this.logger.error('epoch replaced and the old file was unreadable: a loss of unknown size', { device, epoch: report.epoch, previousEpoch: report.previousEpoch });
       return;
-    }
-    let lost = 0;
-    for (const previous of report.previousStreams) {
-      const ledger = this.ledger!.stream(device, previous.stream, report.previousEpoch);
-      const missing = ledger.uncovered(previous.appended);
-      const count = missing.reduce((sum, [from, to]) => sum + to - from + 1, 0);
-      const body = { reason: EPOCH_REPLACED, source: 'epoch-report', newEpoch: report.epoch, reportedAt: report.reportedAt, receivedAt: receivedAt.toISOString() };
-      if (count > 0 && (await this.recordGaps(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, body))) lost += count;
     }
     this.counters.epochLoss += lost;
     this.logger.error('epoch replaced; records of the old epoch that never arrived are lost', {
@@ -505,18 +516,22 @@ export class CloudIngest {
       }
       let tracking = this.gapTracking.get(key);
       if (!tracking) {
-        tracking = { firstSeen: new Map(), lastRequestAt: 0, attempts: 0 };
+        tracking = { firstSeen: new Map(), requested: new Set(), lastRequestAt: 0, attempts: 0 };
         this.gapTracking.set(key, tracking);
       }
       const open = new Set(gaps.map(([from]) => from));
       for (const from of [...tracking.firstSeen.keys()]) if (!open.has(from)) tracking.firstSeen.delete(from);
       for (const from of open) if (!tracking.firstSeen.has(from)) tracking.firstSeen.set(from, nowMs);
+      for (const from of [...tracking.requested]) if (!open.has(from)) tracking.requested.delete(from);
       const due = gaps.filter(([from]) => nowMs - tracking!.firstSeen.get(from)! >= this.gapGraceMs);
+      // A gap never asked for goes out at once; asking again for the same gaps waits, doubling.
+      const fresh = due.some(([from]) => !tracking!.requested.has(from));
       const wait = Math.min(MAX_BACKFILL_RETRY_MS, this.backfillRetryMs * 2 ** Math.max(0, tracking.attempts - 1));
-      if (due.length === 0 || (tracking.attempts > 0 && nowMs - tracking.lastRequestAt < wait)) continue;
+      if (due.length === 0 || (!fresh && nowMs - tracking.lastRequestAt < wait)) continue;
       const ranges = boundRanges(due, MAX_BACKFILL_RANGES, this.maxBackfillRecords);
       tracking.lastRequestAt = nowMs;
-      tracking.attempts += 1;
+      tracking.attempts = fresh ? 1 : tracking.attempts + 1;
+      for (const [from] of ranges) tracking.requested.add(from);
       this.trackAck(this.sendBackfill({ schema: BACKFILL_SCHEMA, requestId: randomUUID(), device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges, issuedAt: new Date(nowMs).toISOString() }));
     }
   }

@@ -17,7 +17,8 @@ const { values } = parseArgs({
 
 const logger = createLogger('chaos', { thing: values.thing });
 logger.level = process.env.LOG_LEVEL ?? 'error';
-const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
+const seedText = values.seed ?? process.env.CHAOS_SEED;
+const seed = seedText !== undefined ? Number(seedText) : Math.floor(Math.random() * 2 ** 31);
 
 function line(event: TimelineEvent): string {
   const at = `${event.atSec.toFixed(1).padStart(6)} s`;
@@ -33,7 +34,7 @@ function table(report: ChaosReport): string {
   return [
     `seed ${seed}`,
     `sampled ${report.sampled}, archived ${report.archived}, lost ${report.lost}, duplicates in archive ${report.duplicatesInArchive}`,
-    `dropped by policy ${JSON.stringify(report.droppedByPolicy)}, epoch loss ${report.epochLoss} (expected ${report.epochLossExpected})`,
+    `dropped by policy ${JSON.stringify(report.droppedByPolicy)}, epoch loss ${report.epochLoss} (expected ${report.epochLossExpected}, at risk ${report.epochAtRisk})`,
     `faults ${JSON.stringify(report.faults)}${report.notFired.length ? `, not fired: ${report.notFired.join(', ')}` : ''}`,
     ...rows,
     ...verdict,

@@ -17,6 +17,7 @@ export const mqttPublisherConfigSchema = {
     backpressureBaseMs: { type: 'integer', minimum: 10, maximum: 60000, default: 500 },
     backpressureMaxMs: { type: 'integer', minimum: 10, maximum: 600000, default: 30000 },
     maxBackfillRecords: { type: 'integer', minimum: 1, maximum: 10000, default: 10000 },
+    reportRepeatMs: { type: 'integer', minimum: 1000, maximum: 86400000, default: 300000 },
     heartbeatIntervalMs: { type: 'integer', minimum: 500, maximum: 3600000, default: 5000 },
   },
 };

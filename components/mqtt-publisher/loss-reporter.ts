@@ -18,15 +18,23 @@ export interface LossMetrics {
  * loss: retention drops (from the store's drop log) and a replaced epoch (from the store's record
  * of the file it quarantined). A report is marked sent in the store only after the transport
  * accepted it, so a crash in between sends it again; the cloud records a gap idempotently.
+ *
+ * Accepted is not delivered (the nucleus spooler, the broker or the cloud can still lose it). A
+ * lost drop report heals itself: the cloud sees the gap and asks, and the answer comes from the
+ * drop log. A lost epoch report would leave the old epoch's loss unstated, so it is repeated at
+ * every start and every repeatMs; the cloud handles a repeat as a no-op.
  */
 export class LossReporter {
   readonly metrics: LossMetrics = { lossReportsSent: 0, recordsReportedLost: {}, epochReported: false };
+
+  private epochReportSentAt = -Infinity;
 
   constructor(
     private readonly store: StreamStore,
     private readonly transport: Transport,
     private readonly thingName: string,
     private readonly logger: Logger,
+    private readonly repeatMs: number,
   ) {}
 
   /** Sends whatever is unreported; throws on back-pressure like any publish. */
@@ -50,10 +58,8 @@ export class LossReporter {
 
   private async reportEpoch(): Promise<void> {
     const previous = await this.store.previousEpochInfo();
-    if (!previous || previous.reportedAt !== null) {
-      this.metrics.epochReported = previous !== null;
-      return;
-    }
+    if (!previous) return;
+    if (Date.now() - this.epochReportSentAt < this.repeatMs) return;
     const report: EpochReport = {
       schema: EPOCH_SCHEMA,
       device: this.thingName,
@@ -63,9 +69,15 @@ export class LossReporter {
       reportedAt: new Date().toISOString(),
     };
     await this.transport.publish(epochTopic(this.thingName), Buffer.from(JSON.stringify(report)), { qos: 1 });
-    await this.store.markPreviousEpochReported(Date.now());
+    const first = previous.reportedAt === null;
+    if (first) await this.store.markPreviousEpochReported(Date.now());
+    this.epochReportSentAt = Date.now();
     this.metrics.epochReported = true;
-    this.logger.warn('reported the replaced epoch to the cloud', { epoch: report.epoch, previousEpoch: report.previousEpoch, previousStreams: report.previousStreams });
+    this.logger.log(first ? 'warn' : 'info', first ? 'reported the replaced epoch to the cloud' : 'repeated the epoch report', {
+      epoch: report.epoch,
+      previousEpoch: report.previousEpoch,
+      previousStreams: report.previousStreams,
+    });
   }
 
   private async reportDrops(): Promise<void> {

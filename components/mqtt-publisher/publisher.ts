@@ -27,13 +27,15 @@ export interface PublisherConfig {
   backpressureMaxMs: number;
   /** Largest backfill request served, in records (docs/CONTRACTS.md allows the cloud 10,000). */
   maxBackfillRecords: number;
+  /** How often an epoch report is repeated while the store names a replaced epoch. */
+  reportRepeatMs: number;
 }
 
 export interface PublisherMetrics {
   envelopesSent: number;
   /** Every record publish, first sends and resends alike. */
   recordsSent: number;
-  /** Records queued for another send: ack timeout, a gap the cloud reported, or a restart. */
+  /** Records queued for another send: ack timeout or a restart (backfill counts separately). */
   recordsResent: number;
   bytesSent: number;
   backpressureEvents: number;
@@ -86,7 +88,7 @@ export class Publisher {
       throw new RangeError(`invalid configuration: backpressureMaxMs (${config.backpressureMaxMs}) must be >= backpressureBaseMs (${config.backpressureBaseMs})`);
     }
     this.backoff = new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
-    this.losses = new LossReporter(store, transport, thingName, logger);
+    this.losses = new LossReporter(store, transport, thingName, logger, config.reportRepeatMs);
     this.backfill = new BackfillHandler(store, this.losses, thingName, config.maxBackfillRecords, logger);
   }
 
@@ -180,7 +182,7 @@ export class Publisher {
   private async run(): Promise<void> {
     while (!this.abort.signal.aborted) {
       try {
-        await this.losses.reportPending();
+        await this.reportLosses();
         const published = await this.publishOnce();
         if (published === 0) await sleep(this.config.idleIntervalMs, this.abort.signal);
       } catch (error) {
@@ -194,6 +196,20 @@ export class Publisher {
         }
         await sleep(delay, this.abort.signal);
       }
+    }
+  }
+
+  /**
+   * Loss and epoch reports before data. A report the policy does not allow is logged and skipped,
+   * so a recipe without the loss/epoch topics cannot stop the data; back-pressure still pauses all.
+   */
+  private async reportLosses(): Promise<void> {
+    try {
+      await this.losses.reportPending();
+    } catch (error) {
+      if (!(error instanceof TransportError && error.kind === 'unauthorized')) throw error;
+      this.metrics.publishFailures += 1;
+      this.logger.error('loss or epoch report not authorized: add dt/<app>/<thing>/loss and /epoch to the recipe accessControl', { error: error.message });
     }
   }
 

@@ -6,8 +6,8 @@ import type { SampledRecord, SensorSource } from './simulator';
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
- * monotonic time, and appends each tick's records to the store in one transaction before the next
- * tick. A reading counts as sampled once that transaction commits: a SIGKILL can only take the
+ * monotonic time, and appends each tick's records to the store (in transactions of at most
+ * maxBatchRecords) before the next tick. A reading counts as sampled once that transaction commits: a SIGKILL can only take the
  * tick in progress, never a reading the pipeline has already counted. The store assigns the
  * per-stream sequence numbers inside the append transaction.
  */

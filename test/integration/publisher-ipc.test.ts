@@ -31,6 +31,7 @@ const config: PublisherConfig = {
   backpressureBaseMs: 50,
   backpressureMaxMs: 400,
   maxBackfillRecords: 1000,
+  reportRepeatMs: 60_000,
 };
 
 /** The publisher in this process, acting as test.Publisher with the token the runtime issued it. */

@@ -97,6 +97,7 @@ test('readPending returns unsent records in ascending seq order and resends only
       data: { i: 0, pad: '' },
       bytes: Buffer.byteLength(json),
       sentAt: null,
+      clock: null,
     });
     assert.deepEqual(
       (await store.readPending('run', 2, 0)).map((r) => r.seq),
@@ -618,6 +619,17 @@ test('separate processes appending at the same time get no duplicate and no miss
         assert.deepEqual(written, told);
       }
     }
+  } finally {
+    await store.close();
+  }
+});
+
+test('a record keeps the clock-sync state it was stamped with; an unknown state is refused', async () => {
+  const { store } = await openStore();
+  try {
+    await store.append([{ ...rec('run', 0, 2), clock: 'unsynced' }, { ...rec('run', 1, 2), clock: 'synced' }]);
+    assert.deepEqual((await store.readPending('run', 10, 0)).map((r) => r.clock), ['unsynced', 'synced']);
+    await assert.rejects(store.append([{ ...rec('run', 2, 2), clock: 'maybe' as never }]), /records\[0\]\.clock must be one of synced, unsynced, unknown/);
   } finally {
     await store.close();
   }
