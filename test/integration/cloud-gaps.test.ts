@@ -91,7 +91,8 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
         reportedAt: new Date().toISOString(),
       };
       await h.device.publishRaw(epochTopic(DEVICE), JSON.stringify(report));
-      await waitUntil(() => h.ingest.stats().epochReports === 1, 'epoch report handled');
+      // The report is stored last, after the gaps it implies.
+      await waitUntil(async () => (await h.archive.list('epochs/')).length === 1, 'epoch report stored');
       // 11..14 and 21..30 never arrived.
       assert.equal(h.ingest.stats().epochLoss, 14);
       const audit = await auditArchive(h.archive);
@@ -114,4 +115,24 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
       assert.deepEqual(await h.archive.list('gaps/'), []);
       assert.equal(h.ingest.stats().lossReports, 0);
     }));
+});
+
+test('a repeated epoch report changes nothing; an unreadable old epoch is counted as a loss of unknown size', async () => {
+  const h = await startHarness({ gapCheckIntervalMs: 0 });
+  try {
+    await h.device.publishEnvelope(makeEnvelope(1, 4, { epoch: OLD_EPOCH }));
+    await h.device.waitForAck((a) => a.epoch === OLD_EPOCH && a.watermark === 4, 'old epoch acked');
+    const report = (previousStreams: unknown, epoch = EPOCH, previousEpoch: string | null = OLD_EPOCH) =>
+      JSON.stringify({ schema: 'elevator.epoch/1', device: DEVICE, epoch, previousEpoch, previousStreams, reportedAt: new Date().toISOString() });
+    await h.device.publishRaw(epochTopic(DEVICE), report([{ stream: STREAM, appended: 10, watermark: 4 }]));
+    await h.device.publishRaw(epochTopic(DEVICE), report([{ stream: STREAM, appended: 10, watermark: 4 }]));
+    await waitUntil(() => h.ingest.stats().epochReports === 2, 'both reports handled');
+    await h.ingest.idle();
+    assert.equal(h.ingest.stats().epochLoss, 6, 'counted once');
+    assert.deepEqual(await h.archive.list('gaps/'), [gapKey(DEVICE, STREAM, OLD_EPOCH, 5, 10)]);
+    await h.device.publishRaw(epochTopic(DEVICE), report(null, '22222222-3333-4444-8555-666666666666', EPOCH));
+    await waitUntil(() => h.ingest.stats().epochLossUnknown === 1, 'unknown-size loss counted');
+  } finally {
+    await h.close();
+  }
 });
