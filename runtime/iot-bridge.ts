@@ -18,6 +18,8 @@ export interface IotBridgeOptions {
   maxInFlightPublishes?: number;
   /** Nucleus mqtt.maxMessageSizeInBytes, default 128 KiB (IoT Core's payload limit). */
   maxMessageSizeInBytes?: number;
+  /** Nucleus mqtt.spooler.keepQos0WhenOffline, default false: QoS 0 is refused offline and dropped on disconnect. */
+  keepQos0WhenOffline?: boolean;
   logger: Logger;
 }
 
@@ -66,7 +68,7 @@ export class IotBridge {
     client.on('close', () => {
       if (this.counters.connects > this.counters.disconnects) {
         this.counters.disconnects += 1;
-        this.spooler.dropQos0();
+        if (!this.options.keepQos0WhenOffline) this.spooler.dropQos0();
         this.options.logger.warn('IoT broker connection lost; spooling until it is back', { spooledBytes: this.spooler.sizeBytes });
       }
     });
@@ -82,7 +84,7 @@ export class IotBridge {
   /** Spools a publish; throws PublishRefusedError (the IPC layer turns it into ServiceError). */
   publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): void {
     // With mqtt.spooler.keepQos0WhenOffline false (the default) the nucleus refuses QoS 0 while offline.
-    if (qos === 0 && !this.connected) throw new PublishRefusedError('QoS 0 publish refused: not connected to AWS IoT Core');
+    if (qos === 0 && !this.connected && !this.options.keepQos0WhenOffline) throw new PublishRefusedError('QoS 0 publish refused: not connected to AWS IoT Core');
     this.spooler.add(topic, payload, qos, retain);
     this.drain();
   }

@@ -7,6 +7,7 @@ import type { IotBridge } from './iot-bridge';
 import type { LocalMessage, LocalPubSub } from './local-pubsub';
 import { jsonPointer } from './recipe';
 import { PublishRefusedError } from './spooler';
+import { invalidIotTopicReason } from './iot-topic';
 import { hasWildcard, invalidFilterReason } from './topic-filter';
 import { MAX_TOPIC_BYTES } from '../components/shared/topics';
 
@@ -55,22 +56,26 @@ export class IpcError extends Error {
   }
 }
 
-const SERVICE_ERROR = 'aws.greengrass#ServiceError';
-const UNAUTHORIZED = 'aws.greengrass#UnauthorizedError';
-const INVALID_ARGUMENTS = 'aws.greengrass#InvalidArgumentsError';
-const RESOURCE_NOT_FOUND = 'aws.greengrass#ResourceNotFoundError';
-const COMPONENT_NOT_FOUND = 'aws.greengrass#ComponentNotFoundError';
+export const SERVICE_ERROR = 'aws.greengrass#ServiceError';
+export const UNAUTHORIZED = 'aws.greengrass#UnauthorizedError';
+export const INVALID_ARGUMENTS = 'aws.greengrass#InvalidArgumentsError';
+export const RESOURCE_NOT_FOUND = 'aws.greengrass#ResourceNotFoundError';
+export const COMPONENT_NOT_FOUND = 'aws.greengrass#ComponentNotFoundError';
+export const CONFLICT = 'aws.greengrass#ConflictError';
 
-interface CallContext {
+export interface CallContext {
   principal: string;
   request: Record<string, unknown>;
+  /** Throws AuthorizationError (sent as UnauthorizedError) unless the caller's accessControl allows it. */
+  authorize(service: string, operation: string, resource: string): void;
   /** For streaming operations: sends one inbound event on the stream. */
   emit(event: unknown): void;
   /** For streaming operations: registers cleanup for when the stream or connection closes. */
   onClose(cleanup: () => void): void;
 }
 
-type OperationHandler = (context: CallContext) => Promise<unknown> | unknown;
+/** One IPC operation: returns the response shape's JSON, or throws IpcError / AuthorizationError. */
+export type OperationHandler = (context: CallContext) => Promise<unknown> | unknown;
 
 export interface IpcServiceCounters {
   calls: Record<string, number>;
@@ -80,6 +85,7 @@ export interface IpcServiceCounters {
 export class IpcService implements RpcHandlers {
   readonly counters: IpcServiceCounters = { calls: {}, errors: {} };
   private readonly streamCleanups = new Map<RpcConnection, Map<number, Array<() => void>>>();
+  private readonly connectionQueues = new Map<RpcConnection, Promise<void>>();
   private readonly operations: Record<string, OperationHandler>;
 
   constructor(
@@ -88,8 +94,11 @@ export class IpcService implements RpcHandlers {
     private readonly pubsub: LocalPubSub,
     private readonly bridge: IotBridge,
     private readonly logger: Logger,
+    /** Operations served by other runtime modules (shadows, configuration, deployments). */
+    extraOperations: Record<string, OperationHandler> = {},
   ) {
     this.operations = {
+      ...extraOperations,
       'aws.greengrass#PublishToTopic': (c) => this.publishToTopic(c),
       'aws.greengrass#SubscribeToTopic': (c) => this.subscribeToTopic(c),
       'aws.greengrass#PublishToIoTCore': (c) => this.publishToIoTCore(c),
@@ -134,6 +143,7 @@ export class IpcService implements RpcHandlers {
     const context: CallContext = {
       principal: connection.principal,
       request,
+      authorize: (service, op, resource) => this.authorize(connection.principal, service, op, resource),
       emit: (event) => {
         if (connection.closed) return;
         connection.send({
@@ -152,7 +162,9 @@ export class IpcService implements RpcHandlers {
     if (streaming && this.subscriptionCount(connection) >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
       return this.sendError(connection, streamId, operation, new IpcError(SERVICE_ERROR, `at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per IPC connection`));
     }
-    Promise.resolve()
+    // Requests of one connection are handled in arrival order, as the nucleus's event loop does.
+    const previous = this.connectionQueues.get(connection) ?? Promise.resolve();
+    const call = previous
       .then(() => handler(context))
       .then((response) => {
         connection.send({
@@ -168,6 +180,7 @@ export class IpcService implements RpcHandlers {
         this.closeStream(connection, streamId);
         this.sendError(connection, streamId, operation, error);
       });
+    this.connectionQueues.set(connection, call);
   }
 
   onStreamFrame(connection: RpcConnection, streamId: number, frame: Frame): void {
@@ -175,6 +188,7 @@ export class IpcService implements RpcHandlers {
   }
 
   onConnectionClosed(connection: RpcConnection): void {
+    this.connectionQueues.delete(connection);
     const byStream = this.streamCleanups.get(connection);
     if (byStream) for (const streamId of [...byStream.keys()]) this.closeStream(connection, streamId);
     this.streamCleanups.delete(connection);
@@ -256,8 +270,7 @@ export class IpcService implements RpcHandlers {
   }
 
   private publishToIoTCore({ principal, request }: CallContext): unknown {
-    const topic = requireTopic(request.topicName, 'topicName');
-    if (hasWildcard(topic)) throw new IpcError(INVALID_ARGUMENTS, `topicName "${topic}": a publish topic cannot contain wildcards`);
+    const topic = requireIotTopic(request.topicName, 'publish');
     this.authorize(principal, MQTTPROXY_SERVICE, 'aws.greengrass#PublishToIoTCore', topic);
     const qos = parseQos(request.qos);
     const payload = typeof request.payload === 'string' ? Buffer.from(request.payload, 'base64') : Buffer.alloc(0);
@@ -275,7 +288,7 @@ export class IpcService implements RpcHandlers {
 
   private subscribeToIoTCore(context: CallContext): unknown {
     const { principal, request } = context;
-    const topic = requireTopic(request.topicName, 'topicName');
+    const topic = requireIotTopic(request.topicName, 'subscribe');
     const invalid = invalidFilterReason(topic);
     if (invalid) throw new IpcError(INVALID_ARGUMENTS, invalid);
     this.authorize(principal, MQTTPROXY_SERVICE, 'aws.greengrass#SubscribeToIoTCore', topic);
@@ -324,6 +337,13 @@ export class IpcService implements RpcHandlers {
 function requireTopic(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0) throw new IpcError(INVALID_ARGUMENTS, `${field} is required`);
   if (Buffer.byteLength(value) > MAX_TOPIC_BYTES) throw new IpcError(INVALID_ARGUMENTS, `${field} is longer than ${MAX_TOPIC_BYTES} bytes`);
+  return value;
+}
+
+function requireIotTopic(value: unknown, operation: 'publish' | 'subscribe'): string {
+  if (typeof value !== 'string') throw new IpcError(INVALID_ARGUMENTS, 'topicName is required');
+  const invalid = invalidIotTopicReason(value, operation);
+  if (invalid) throw new IpcError(INVALID_ARGUMENTS, `topicName: ${invalid}`);
   return value;
 }
 

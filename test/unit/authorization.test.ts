@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AuthorizationError, Authorizer, MQTTPROXY_SERVICE, PUBSUB_SERVICE, type AccessControl } from '../../runtime/authorization';
+import { AuthorizationError, Authorizer, duplicatePolicyIds, MQTTPROXY_SERVICE, PUBSUB_SERVICE, type AccessControl } from '../../runtime/authorization';
 
 const THING = 'elevator-0001';
 const COMPONENT = 'com.example.SensorAcquisition';
@@ -207,5 +207,30 @@ describe('Authorizer: error message', () => {
         return true;
       },
     );
+  });
+});
+
+describe('Authorizer: "${c}" escapes and unique policy ids', () => {
+  test('"${*}", "${?}" and "${$}" match the literal characters, not wildcards', () => {
+    const ac = policy(PUBSUB_SERVICE, [PUBLISH], ['alerts/${*}/${?}/${$}']);
+    assert.equal(allowed(ac, PUBSUB_SERVICE, PUBLISH, 'alerts/*/?/$'), true);
+    assert.equal(allowed(ac, PUBSUB_SERVICE, PUBLISH, 'alerts/anything/?/$'), false, 'an escaped * is not a glob');
+    assert.equal(allowed(ac, PUBSUB_SERVICE, PUBLISH, 'alerts/*/x/$'), false, '? is literal as well');
+  });
+
+  test('an escaped "+" or "#" in an mqttproxy resource is a literal level, not an MQTT wildcard', () => {
+    const ac = policy(MQTTPROXY_SERVICE, [IOT_SUBSCRIBE], ['cmd/${+}/${#}']);
+    assert.equal(allowed(ac, MQTTPROXY_SERVICE, IOT_SUBSCRIBE, 'cmd/+/#'), true);
+    assert.equal(allowed(ac, MQTTPROXY_SERVICE, IOT_SUBSCRIBE, 'cmd/a/b'), false);
+  });
+
+  test('duplicatePolicyIds names every policy id used by more than one component', () => {
+    const shared = { operations: [PUBLISH], resources: ['x'] };
+    const duplicates = duplicatePolicyIds([
+      { name: 'a.One', accessControl: { [PUBSUB_SERVICE]: { 'same:1': shared, 'a:2': shared } } },
+      { name: 'b.Two', accessControl: { [MQTTPROXY_SERVICE]: { 'same:1': shared } } },
+      { name: 'c.Three', accessControl: undefined },
+    ]);
+    assert.deepEqual(duplicates, [{ policyId: 'same:1', components: ['a.One', 'b.Two'] }]);
   });
 });
