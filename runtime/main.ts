@@ -18,6 +18,10 @@ const { values } = parseArgs({
     'spooler-max-bytes': { type: 'string' },
     'restart-delay-ms': { type: 'string' },
     'error-reset-ms': { type: 'string' },
+    'deployment-profile': { type: 'string', default: 'cloud' },
+    'update-timeout-sec': { type: 'string' },
+    'validation-timeout-sec': { type: 'string' },
+    'settle-ms': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -26,7 +30,9 @@ if (values.help) {
   process.stdout.write(
     'usage: node dist/runtime/main.js [--root .local/greengrass] [--recipes recipes] [--artifacts build/artifacts]\n' +
       '  [--thing elevator-dev-01] [--broker mqtt://host:port (default: embedded aedes)] [--config merge.json|yaml]\n' +
-      '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0] [--error-reset-ms 3600000]\n',
+      '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0] [--error-reset-ms 3600000]\n' +
+      '  [--deployment-profile cloud|cli] [--update-timeout-sec 60] [--validation-timeout-sec 20] [--settle-ms 2000]\n' +
+      'Deploy to it with: node dist/scripts/deploy.js --root <same root> ... (see runtime/README.md)\n',
   );
   process.exit(0);
 }
@@ -44,6 +50,11 @@ function positiveNumberFlag(name: string, text: string | undefined): number | un
 }
 
 async function main(): Promise<void> {
+  const profile = values['deployment-profile'];
+  if (profile !== 'cloud' && profile !== 'cli') {
+    process.stderr.write(`--deployment-profile must be cloud or cli, got "${profile}"\n`);
+    process.exit(2);
+  }
   const configurationMerge = values.config ? (YAML.parse(readFileSync(values.config, 'utf8')) as Record<string, Record<string, unknown>>) : undefined;
   const runtime = new LocalRuntime({
     root: values.root!,
@@ -56,6 +67,12 @@ async function main(): Promise<void> {
     spoolerMaxBytes: positiveNumberFlag('spooler-max-bytes', values['spooler-max-bytes']),
     restartDelayMs: positiveNumberFlag('restart-delay-ms', values['restart-delay-ms']),
     errorResetTimeMs: positiveNumberFlag('error-reset-ms', values['error-reset-ms']),
+    deployments: {
+      profile,
+      updatePolicyTimeoutSec: positiveNumberFlag('update-timeout-sec', values['update-timeout-sec']),
+      validationTimeoutSec: positiveNumberFlag('validation-timeout-sec', values['validation-timeout-sec']),
+      settleMs: positiveNumberFlag('settle-ms', values['settle-ms']),
+    },
     logger,
   });
   let stopping = false;

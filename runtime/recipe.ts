@@ -25,6 +25,12 @@ export interface Lifecycle {
   Run?: LifecycleEntry;
   Shutdown?: LifecycleEntry;
   Recover?: LifecycleEntry;
+  /**
+   * Seconds after an error before the error count restarts. The nucleus reads it from the
+   * component's `lifecycle` (Lifecycle.getErrorResetTime: services.<name>.lifecycle.errorResetTime,
+   * default 3600), where the recipe's Lifecycle is copied (KernelConfigResolver.getServiceConfig).
+   */
+  errorResetTime?: number;
 }
 
 export interface Dependency {
@@ -112,6 +118,7 @@ const recipeSchema = {
               Run: stepSchema,
               Shutdown: stepSchema,
               Recover: stepSchema,
+              errorResetTime: { type: 'number', exclusiveMinimum: 0 },
               bootstrap: { type: 'object' },
             },
           },
@@ -159,6 +166,31 @@ export function loadRecipes(folder: string): LoadedRecipe[] {
     }
   }
   return loaded;
+}
+
+/**
+ * Every recipe file in a folder, several versions of one component allowed: the folder a local
+ * deployment names as recipeDirectoryPath (the Greengrass CLI copies them all into the component
+ * store). The first bad file aborts.
+ */
+export function loadRecipeVersions(folder: string): LoadedRecipe[] {
+  const files = readdirSync(folder).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+  return files.map((f) => parseRecipe(readFileSync(join(folder, f), 'utf8'), join(folder, f)));
+}
+
+/** Semantic version order (major.minor.patch; a pre-release sorts before its release). */
+export function compareVersions(a: string, b: string): number {
+  const parse = (v: string) => {
+    const [core, pre] = v.split('+')[0].split(/-(.*)/s);
+    return { parts: core.split('.').map(Number), pre };
+  };
+  const x = parse(a);
+  const y = parse(b);
+  for (let i = 0; i < 3; i += 1) if ((x.parts[i] ?? 0) !== (y.parts[i] ?? 0)) return (x.parts[i] ?? 0) - (y.parts[i] ?? 0);
+  if (x.pre === y.pre) return 0;
+  if (x.pre === undefined) return 1;
+  if (y.pre === undefined) return -1;
+  return x.pre < y.pre ? -1 : 1;
 }
 
 export function stepOf(entry: LifecycleEntry | undefined): LifecycleStep | undefined {

@@ -1,12 +1,14 @@
+import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
 import type { HealthConfig } from './reporter';
 
-export type HealthReporterConfig = HealthConfig;
+export type HealthReporterConfig = HealthConfig & { logLevel?: LogLevel };
 
 /** Recipe DefaultConfiguration keys for HealthReporter, with their defaults. */
 export const healthReporterConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
+    logLevel: LOG_LEVEL_SCHEMA,
     publishIntervalMs: { type: 'integer', minimum: 1000, maximum: 3600000, default: 30000 },
     expectedComponents: { type: 'array', items: { type: 'string' }, default: ['SensorAcquisition', 'StreamBuffer', 'MqttPublisher'] },
     heartbeatIntervalMs: { type: 'integer', minimum: 500, maximum: 3600000, default: 5000 },

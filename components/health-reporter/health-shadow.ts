@@ -1,3 +1,5 @@
+import type { Logger } from '../shared/logger';
+import { describeIpcError } from '../shared/ipc';
 import type { HealthMessage } from './reporter';
 
 /**
@@ -40,4 +42,28 @@ function round(value: number): number {
 
 function lowerFirst(text: string): string {
   return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/**
+ * Keeps the named shadow current. A failed update (no shadow service, the nucleus busy) is logged
+ * and counted and never stops the health message itself; the next publish tries again.
+ */
+export class HealthShadowWriter {
+  readonly metrics = { shadowUpdates: 0, shadowUpdateFailures: 0 };
+
+  constructor(
+    private readonly thingName: string,
+    private readonly update: (thingName: string, shadowName: string, document: Record<string, unknown>) => Promise<unknown>,
+    private readonly logger: Logger,
+  ) {}
+
+  async write(message: HealthMessage): Promise<void> {
+    try {
+      await this.update(this.thingName, HEALTH_SHADOW, { state: { reported: healthShadowState(message) } });
+      this.metrics.shadowUpdates += 1;
+    } catch (error) {
+      this.metrics.shadowUpdateFailures += 1;
+      this.logger.warn('health shadow not updated', { shadow: HEALTH_SHADOW, error: describeIpcError(error) });
+    }
+  }
 }

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import { runComponent } from '../shared/component';
 import { healthTopic, heartbeatWildcard } from '../shared/topics';
 import { healthReporterConfigSchema, type HealthReporterConfig } from './config';
+import { HealthShadowWriter } from './health-shadow';
 import { HealthReporter } from './reporter';
 
 // Wiring only: heartbeats in over local pub/sub, health out to IoT Core (retained).
@@ -11,11 +12,22 @@ void runComponent<HealthReporterConfig>({
   heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
   async start({ config, logger, thingName, ipc }) {
     const storeDir = process.env.STORE_PATH ? dirname(process.env.STORE_PATH) : undefined;
-    const reporter = new HealthReporter(thingName, config, storeDir, (message) => ipc.publishToIoTCore(healthTopic(thingName), JSON.stringify(message), { qos: 1, retain: true }), logger);
+    const shadow = new HealthShadowWriter(thingName, (thing, name, document) => ipc.updateThingShadow(thing, name, document), logger);
+    const reporter = new HealthReporter(
+      thingName,
+      config,
+      storeDir,
+      async (message) => {
+        await ipc.publishToIoTCore(healthTopic(thingName), JSON.stringify(message), { qos: 1, retain: true });
+        await shadow.write(message);
+      },
+      logger,
+    );
     await ipc.subscribeToTopic(heartbeatWildcard(), (message) => reporter.onHeartbeat(message));
     reporter.start();
     return {
-      metrics: () => ({ ...reporter.metrics }),
+      metrics: () => ({ ...reporter.metrics, ...shadow.metrics }),
+      applyConfiguration: (next) => reporter.reconfigure(next),
       stop: () => reporter.stop(),
     };
   },

@@ -51,7 +51,7 @@ export class HealthReporter {
 
   constructor(
     private readonly device: string,
-    private readonly config: HealthConfig,
+    private config: HealthConfig,
     private readonly storeDir: string | undefined,
     private readonly publish: (message: HealthMessage) => Promise<void>,
     private readonly logger: Logger,
@@ -64,6 +64,16 @@ export class HealthReporter {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+  }
+
+  /** New thresholds apply to the next evaluation; a new interval restarts the timer. */
+  reconfigure(config: HealthConfig): void {
+    const restart = config.publishIntervalMs !== this.config.publishIntervalMs && this.timer !== undefined;
+    this.config = config;
+    if (restart) {
+      clearInterval(this.timer);
+      this.timer = setInterval(() => void this.publishNow(), this.config.publishIntervalMs);
+    }
   }
 
   onHeartbeat(message: unknown, now = Date.now()): void {

@@ -22,7 +22,7 @@ export class BackfillHandler {
     private readonly store: StreamStore,
     private readonly losses: LossReporter,
     private readonly thingName: string,
-    private readonly maxRecords: number,
+    public maxRecords: number,
     private readonly logger: Logger,
   ) {}
 

@@ -1,6 +1,8 @@
+import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
 import type { PublisherConfig } from './publisher';
 
 export interface MqttPublisherConfig extends PublisherConfig {
+  logLevel?: LogLevel;
   heartbeatIntervalMs: number;
 }
 
@@ -9,6 +11,7 @@ export const mqttPublisherConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
+    logLevel: LOG_LEVEL_SCHEMA,
     // 128 KiB is the AWS IoT Core payload limit and the nucleus's mqtt.maxMessageSizeInBytes default.
     maxEnvelopeBytes: { type: 'integer', minimum: 4096, maximum: 131072, default: 120000 },
     maxRecordsPerEnvelope: { type: 'integer', minimum: 1, maximum: 10000, default: 500 },

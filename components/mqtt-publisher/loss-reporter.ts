@@ -34,7 +34,7 @@ export class LossReporter {
     private readonly transport: Transport,
     private readonly thingName: string,
     private readonly logger: Logger,
-    private readonly repeatMs: number,
+    public repeatMs: number,
   ) {}
 
   /** Sends whatever is unreported; throws on back-pressure like any publish. */

@@ -15,6 +15,11 @@ void runComponent<MqttPublisherConfig>({
     await publisher.start();
     return {
       metrics: () => ({ ...publisher.metrics, ...publisher.losses.metrics, ...publisher.backfill.metrics, epoch: store.epoch }),
+      applyConfiguration: (next) => publisher.reconfigure(next),
+      async deferUpdate() {
+        const inFlight = await publisher.inFlight();
+        return inFlight > 0 ? { ms: 2000, reason: `${inFlight} records in flight, waiting for the cloud's acks` } : { ms: 0, reason: '' };
+      },
       async stop() {
         await publisher.stop();
         await store.close();

@@ -72,8 +72,9 @@ export class Publisher {
   };
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
-  private readonly backoff: Backoff;
+  private backoff: Backoff;
   private ackChain: Promise<void> = Promise.resolve();
+  private publishing = false;
   readonly losses: LossReporter;
   readonly backfill: BackfillHandler;
 
@@ -81,15 +82,37 @@ export class Publisher {
     private readonly store: StreamStore,
     private readonly transport: Transport,
     private readonly thingName: string,
-    private readonly config: PublisherConfig,
+    private config: PublisherConfig,
     private readonly logger: Logger,
   ) {
+    this.backoff = Publisher.backoffFor(config);
+    this.losses = new LossReporter(store, transport, thingName, logger, config.reportRepeatMs);
+    this.backfill = new BackfillHandler(store, this.losses, thingName, config.maxBackfillRecords, logger);
+  }
+
+  private static backoffFor(config: PublisherConfig): Backoff {
     if (config.backpressureMaxMs < config.backpressureBaseMs) {
       throw new RangeError(`invalid configuration: backpressureMaxMs (${config.backpressureMaxMs}) must be >= backpressureBaseMs (${config.backpressureBaseMs})`);
     }
-    this.backoff = new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
-    this.losses = new LossReporter(store, transport, thingName, logger, config.reportRepeatMs);
-    this.backfill = new BackfillHandler(store, this.losses, thingName, config.maxBackfillRecords, logger);
+    return new Backoff(config.backpressureBaseMs, config.backpressureMaxMs);
+  }
+
+  /** New limits and pacing apply from the next envelope. */
+  reconfigure(config: PublisherConfig): void {
+    this.backoff = Publisher.backoffFor(config);
+    this.config = config;
+    this.backfill.maxRecords = config.maxBackfillRecords;
+    this.losses.repeatMs = config.reportRepeatMs;
+  }
+
+  /**
+   * An update now would cut off what is in flight: a publish under way, or records sent and not
+   * yet acknowledged. They would be resent after the restart (harmless, deduped), but waiting a
+   * little lets the acks land first.
+   */
+  async inFlight(): Promise<number> {
+    const stats = await this.store.stats();
+    return (this.publishing ? 1 : 0) + stats.streams.reduce((sum, s) => sum + s.backlogRecords - s.unsentRecords, 0);
   }
 
   async start(): Promise<void> {
@@ -214,6 +237,15 @@ export class Publisher {
   }
 
   private async publishChunk(stream: string, chunk: PendingRecord[]): Promise<boolean> {
+    this.publishing = true;
+    try {
+      return await this.publishChunkNow(stream, chunk);
+    } finally {
+      this.publishing = false;
+    }
+  }
+
+  private async publishChunkNow(stream: string, chunk: PendingRecord[]): Promise<boolean> {
     const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data, ...(r.clock ? { clock: r.clock } : {}) }));
     const envelope = buildEnvelope(this.thingName, stream, this.store.epoch, records);
     const payload = Buffer.from(JSON.stringify(envelope));

@@ -73,7 +73,7 @@ export class Acquisition {
   constructor(
     private readonly source: SensorSource,
     private readonly store: StreamStore,
-    private readonly config: AcquisitionConfig,
+    private config: AcquisitionConfig,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
     clock?: ClockMonitor,
@@ -107,6 +107,11 @@ export class Acquisition {
   flush(): Promise<void> {
     this.flushing = this.flushing.then(() => this.flushPending());
     return this.flushing;
+  }
+
+  /** New sampling settings take effect from the next tick; nothing sampled is lost. */
+  reconfigure(config: AcquisitionConfig): void {
+    this.config = config;
   }
 
   /** Stops sampling and writes everything sampled so far. */

@@ -1,7 +1,9 @@
+import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
 import { DEFAULT_SIMULATOR_CONFIG, type SimulatorConfig } from './simulator';
 import type { AcquisitionConfig } from './acquisition';
 
 export interface SensorAcquisitionConfig extends AcquisitionConfig {
+  logLevel?: LogLevel;
   simulator: SimulatorConfig;
   heartbeatIntervalMs: number;
 }
@@ -11,6 +13,7 @@ export const sensorAcquisitionConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
+    logLevel: LOG_LEVEL_SCHEMA,
     sampleIntervalMs: { type: 'integer', minimum: 10, maximum: 60000, default: 100 },
     jitterFraction: { type: 'number', minimum: 0, maximum: 0.5, default: 0.1 },
     maxBatchRecords: { type: 'integer', minimum: 1, maximum: 10000, default: 200 },

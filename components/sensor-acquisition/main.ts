@@ -11,12 +11,17 @@ void runComponent<SensorAcquisitionConfig>({
   heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
   async start({ config, logger, thingName }) {
     const store = await openStoreWhenHealthy(storePathFromEnv(), logger);
-    const acquisition = new Acquisition(new ElevatorSimulator(config.simulator), store, config, logger);
+    const simulator = new ElevatorSimulator(config.simulator);
+    const acquisition = new Acquisition(simulator, store, config, logger);
     const offset = scheduleOffsetMs(thingName, config.sampleIntervalMs);
     acquisition.start(offset);
     logger.info('sampling', { epoch: store.epoch, scheduleOffsetMs: offset });
     return {
       metrics: () => ({ ...acquisition.metrics, ...acquisition.clock.metrics, epoch: store.epoch }),
+      applyConfiguration(next) {
+        simulator.reconfigure(next.simulator);
+        acquisition.reconfigure(next);
+      },
       async stop() {
         await acquisition.stop();
         await store.close();

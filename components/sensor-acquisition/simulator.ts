@@ -60,13 +60,20 @@ export class ElevatorSimulator implements SensorSource {
   private motorTempC = 35;
 
   constructor(
-    private readonly config: SimulatorConfig = DEFAULT_SIMULATOR_CONFIG,
+    private config: SimulatorConfig = DEFAULT_SIMULATOR_CONFIG,
     private readonly random: () => number = Math.random,
   ) {
     if (config.floors < 2) throw new RangeError(`floors must be >= 2, got ${config.floors}`);
     if (!(config.timeScale > 0)) throw new RangeError(`timeScale must be > 0, got ${config.timeScale}`);
     this.phase = { kind: 'idle', untilMs: this.random() * config.maxIdleMs };
     this.nextMetricsMs = config.metricsIntervalMs;
+  }
+
+  /** Takes effect from the next phase; the run or door cycle in progress completes as planned. */
+  reconfigure(config: SimulatorConfig): void {
+    if (config.floors < 2) throw new RangeError(`floors must be >= 2, got ${config.floors}`);
+    if (!(config.timeScale > 0)) throw new RangeError(`timeScale must be > 0, got ${config.timeScale}`);
+    this.config = config;
   }
 
   advance(realElapsedMs: number): SampledRecord[] {

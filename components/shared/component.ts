@@ -4,6 +4,7 @@ import { GreengrassIpc, describeIpcError } from './ipc';
 import { createLogger, errorMessage, type Logger } from './logger';
 import { heartbeatTopic } from './topics';
 import { compileValidator } from './validation';
+import { componentSettings, DeploymentHooks, type LiveConfigurable } from './deployment-hooks';
 
 /**
  * What every component's main.ts shares: the Greengrass conventions from the brief.
@@ -23,20 +24,24 @@ export interface ComponentContext<C> {
   logger: Logger;
 }
 
-export interface RunningComponent {
+export interface RunningComponent<C = unknown> extends LiveConfigurable<C> {
   /** Finishes in-flight work and releases resources; called once on SIGTERM. */
   stop(): Promise<void>;
   /** The component's own figures for its heartbeat. */
   metrics(): Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
-export interface ComponentDefinition<C> {
+export interface ComponentDefinition<C extends { logLevel?: string }> {
   /** Short name used in logs and heartbeat topics, e.g. "MqttPublisher". */
   name: string;
   configSchema: object;
   heartbeatIntervalMs: (config: C) => number;
-  start(context: ComponentContext<C>): Promise<RunningComponent>;
+  start(context: ComponentContext<C>): Promise<RunningComponent<C>>;
 }
+
+/** The logLevel key every component's configuration accepts; it applies live. */
+export const LOG_LEVEL_SCHEMA = { enum: ['error', 'warn', 'info', 'debug'] };
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 export function thingNameFromEnv(): string {
   const thing = process.env.AWS_IOT_THING_NAME;
@@ -44,12 +49,12 @@ export function thingNameFromEnv(): string {
   return thing;
 }
 
-export async function runComponent<C>(definition: ComponentDefinition<C>): Promise<void> {
+export async function runComponent<C extends { logLevel?: string }>(definition: ComponentDefinition<C>): Promise<void> {
   const thingName = process.env.AWS_IOT_THING_NAME ?? 'unknown-thing';
   const logger = createLogger(definition.name, { thing: thingName });
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
-  let running: RunningComponent | undefined;
+  let running: RunningComponent<C> | undefined;
   let ipc: GreengrassIpc | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let stopping = false;
@@ -75,13 +80,26 @@ export async function runComponent<C>(definition: ComponentDefinition<C>): Promi
   try {
     thingNameFromEnv();
     ipc = await GreengrassIpc.connect({ logger });
-    const config = await readConfiguration<C>(ipc, definition.configSchema, logger);
+    let config = await readConfiguration<C>(ipc, definition.configSchema, logger);
+    if (config.logLevel) logger.level = config.logLevel;
     running = await definition.start({ name: definition.name, thingName, config, ipc, logger });
+    const hooks = new DeploymentHooks<C>({
+      ipc,
+      logger,
+      schema: definition.configSchema,
+      current: () => config,
+      onValidConfiguration: async (next) => {
+        config = next;
+        logger.level = next.logLevel ?? process.env.LOG_LEVEL ?? 'info';
+      },
+      component: running,
+    });
+    await hooks.start();
     await retryIpc(() => ipc!.updateState('RUNNING'), 'UpdateState RUNNING', logger);
     const started = Date.now();
     const topic = heartbeatTopic(definition.name);
     const beat = async (): Promise<void> => {
-      const metrics = await running!.metrics();
+      const metrics = { ...(await running!.metrics()), ...hooks.metrics };
       const message = {
         component: definition.name,
         time: new Date().toISOString(),
@@ -106,9 +124,7 @@ export async function runComponent<C>(definition: ComponentDefinition<C>): Promi
 /** GetConfiguration, validated; an invalid value names its field and ends the process (exit 1). */
 async function readConfiguration<C>(ipc: GreengrassIpc, schema: object, logger: Logger): Promise<C> {
   const raw = await retryIpc(() => ipc.getConfiguration([]), 'GetConfiguration', logger);
-  // accessControl is for the nucleus, not for the component.
-  const { accessControl: _ignored, ...config } = raw;
-  const checked = compileValidator<C>(schema)(config);
+  const checked = compileValidator<C>(schema)(componentSettings(raw));
   if (!checked.ok) throw new Error(`invalid configuration: ${checked.reason}`);
   return checked.value;
 }

@@ -145,6 +145,51 @@ export class GreengrassIpc {
     if (response.restartStatus !== model.RequestStatus.SUCCEEDED) throw new Error(`RestartComponent ${componentName}: ${response.message ?? response.restartStatus}`);
   }
 
+  /**
+   * Local shadows (aws.greengrass.ShadowManager). shadowName "" is the thing's classic shadow.
+   * The document, or undefined when the shadow does not exist: the shadow manager answers
+   * ResourceNotFoundError "No shadow found" (resourceType "shadow"), and the SDK surfaces only the
+   * error's payload, so that is what is matched.
+   */
+  async getThingShadow(
+    thingName: string,
+    shadowName = '',
+  ): Promise<{ state: { desired?: Record<string, unknown>; reported?: Record<string, unknown>; delta?: Record<string, unknown> }; metadata: Record<string, unknown>; version: number; timestamp: number } | undefined> {
+    try {
+      const response = await this.call((c) => c.getThingShadow({ thingName, shadowName }));
+      return JSON.parse(Buffer.from(response.payload as Uint8Array).toString('utf8'));
+    } catch (error) {
+      const serviceError = (error as Partial<eventstream_rpc.RpcError> | undefined)?.serviceError as { message?: string; resourceType?: string } | undefined;
+      if (serviceError?.resourceType === 'shadow' || /^No shadow found/.test(serviceError?.message ?? '')) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Sends a request document {state: {desired?, reported?}, version?, clientToken?} and returns the
+   * parsed response {state, metadata, version, timestamp, clientToken?}. A stale version is a
+   * ConflictError ("Version conflict ..."), a bad or too large document an InvalidArgumentsError.
+   */
+  async updateThingShadow(
+    thingName: string,
+    shadowName: string,
+    document: Record<string, unknown>,
+  ): Promise<{ state: Record<string, unknown> | null; metadata: Record<string, unknown>; version: number; timestamp: number; clientToken?: string }> {
+    const response = await this.call((c) => c.updateThingShadow({ thingName, shadowName, payload: JSON.stringify(document) }));
+    return JSON.parse(Buffer.from(response.payload as Uint8Array).toString('utf8'));
+  }
+
+  /** Deletes a shadow; its reply payload is empty. A missing shadow is a ResourceNotFoundError. */
+  async deleteThingShadow(thingName: string, shadowName = ''): Promise<void> {
+    await this.call((c) => c.deleteThingShadow({ thingName, shadowName }));
+  }
+
+  /** One page of the thing's named shadow names; pass nextToken back for the next page. */
+  async listNamedShadowsForThing(thingName: string, pageSize?: number, nextToken?: string): Promise<{ results: string[]; nextToken?: string; timestamp: Date }> {
+    const response = await this.call((c) => c.listNamedShadowsForThing({ thingName, pageSize, nextToken }));
+    return { results: response.results ?? [], nextToken: response.nextToken, timestamp: response.timestamp };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const subscription of this.subscriptions) await subscription.operation?.close().catch(() => undefined);
@@ -221,5 +266,105 @@ export class GreengrassIpc {
       .finally(() => {
         this.reconnecting = undefined;
       });
+  }
+
+  // Configuration, component updates and local deployments (used with the local runtime's
+  // configuration and deployment support; shapes from the SDK's greengrasscoreipc model).
+
+  /** UpdateConfiguration: merges `valueToMerge` into this component's own configuration at `keyPath`. */
+  async updateConfiguration(keyPath: string[], valueToMerge: Record<string, unknown>, timestamp: Date = new Date()): Promise<void> {
+    await this.call((c) => c.updateConfiguration({ keyPath, valueToMerge, timestamp }));
+  }
+
+  /** SubscribeToConfigurationUpdate: `onUpdate` gets the changed key path for every change at or below `keyPath`. */
+  async subscribeToConfigurationUpdate(keyPath: string[], onUpdate: (changedKeyPath: string[], componentName: string) => void, componentName?: string): Promise<void> {
+    await this.addSubscription({
+      describe: `SubscribeToConfigurationUpdate ${componentName ?? '(own)'} ${keyPath.join('/')}`,
+      open: async (client) => {
+        const operation = client.subscribeToConfigurationUpdate({ keyPath, componentName });
+        operation.on('message', (event) => {
+          const update = event.configurationUpdateEvent;
+          if (update) onUpdate(update.keyPath ?? [], update.componentName);
+        });
+        await operation.activate();
+        return operation as never;
+      },
+    });
+  }
+
+  /** SubscribeToValidateConfigurationUpdates: answer each event with sendConfigurationValidityReport. */
+  async subscribeToValidateConfigurationUpdates(onValidate: (configuration: Record<string, unknown>, deploymentId: string) => void): Promise<void> {
+    await this.addSubscription({
+      describe: 'SubscribeToValidateConfigurationUpdates',
+      open: async (client) => {
+        const operation = client.subscribeToValidateConfigurationUpdates({});
+        operation.on('message', (event) => {
+          const request = event.validateConfigurationUpdateEvent;
+          if (request) onValidate((request.configuration ?? {}) as Record<string, unknown>, request.deploymentId);
+        });
+        await operation.activate();
+        return operation as never;
+      },
+    });
+  }
+
+  async sendConfigurationValidityReport(deploymentId: string, status: 'ACCEPTED' | 'REJECTED', message?: string): Promise<void> {
+    const validity = status === 'ACCEPTED' ? model.ConfigurationValidityStatus.ACCEPTED : model.ConfigurationValidityStatus.REJECTED;
+    await this.call((c) => c.sendConfigurationValidityReport({ configurationValidityReport: { deploymentId, status: validity, message } }));
+  }
+
+  /** SubscribeToComponentUpdates: pre-update events (answer with deferComponentUpdate) and post-update events. */
+  async subscribeToComponentUpdates(onEvent: (event: { kind: 'pre'; deploymentId: string; isGgcRestarting: boolean } | { kind: 'post'; deploymentId: string }) => void): Promise<void> {
+    await this.addSubscription({
+      describe: 'SubscribeToComponentUpdates',
+      open: async (client) => {
+        const operation = client.subscribeToComponentUpdates({});
+        operation.on('message', (event) => {
+          if (event.preUpdateEvent) onEvent({ kind: 'pre', deploymentId: event.preUpdateEvent.deploymentId, isGgcRestarting: event.preUpdateEvent.isGgcRestarting });
+          else if (event.postUpdateEvent) onEvent({ kind: 'post', deploymentId: event.postUpdateEvent.deploymentId });
+        });
+        await operation.activate();
+        return operation as never;
+      },
+    });
+  }
+
+  /** DeferComponentUpdate: recheckAfterMs 0 means "ready now". */
+  async deferComponentUpdate(deploymentId: string, recheckAfterMs: number, message?: string): Promise<void> {
+    await this.call((c) => c.deferComponentUpdate({ deploymentId, recheckAfterMs, message }));
+  }
+
+  /** CreateLocalDeployment (Greengrass CLI principal only); returns the deployment id. */
+  async createLocalDeployment(request: {
+    groupName?: string;
+    rootComponentVersionsToAdd?: Record<string, string>;
+    rootComponentsToRemove?: string[];
+    componentToConfiguration?: Record<string, { MERGE?: Record<string, unknown>; RESET?: string[] }>;
+    recipeDirectoryPath?: string;
+    artifactsDirectoryPath?: string;
+    failureHandlingPolicy?: 'ROLLBACK' | 'DO_NOTHING';
+  }): Promise<string> {
+    const { rootComponentVersionsToAdd, componentToConfiguration, failureHandlingPolicy, ...rest } = request;
+    const response = await this.call((c) =>
+      c.createLocalDeployment({
+        ...rest,
+        rootComponentVersionsToAdd: rootComponentVersionsToAdd ? new Map(Object.entries(rootComponentVersionsToAdd)) : undefined,
+        componentToConfiguration: componentToConfiguration ? new Map(Object.entries(componentToConfiguration)) : undefined,
+        failureHandlingPolicy:
+          failureHandlingPolicy === undefined ? undefined : failureHandlingPolicy === 'ROLLBACK' ? model.FailureHandlingPolicy.ROLLBACK : model.FailureHandlingPolicy.DO_NOTHING,
+      }),
+    );
+    if (!response.deploymentId) throw new Error('CreateLocalDeployment returned no deploymentId');
+    return response.deploymentId;
+  }
+
+  async getLocalDeploymentStatus(deploymentId: string): Promise<greengrasscoreipc.model.LocalDeployment> {
+    const response = await this.call((c) => c.getLocalDeploymentStatus({ deploymentId }));
+    return response.deployment;
+  }
+
+  async listLocalDeployments(): Promise<greengrasscoreipc.model.LocalDeployment[]> {
+    const response = await this.call((c) => c.listLocalDeployments({}));
+    return response.localDeployments ?? [];
   }
 }

@@ -126,7 +126,7 @@ export class StreamBuffer {
 
   constructor(
     private readonly store: StreamStore,
-    private readonly config: BufferConfig,
+    private config: BufferConfig,
     private readonly logger: Logger,
     private readonly publishStats: (stats: BufferStats) => Promise<void>,
     private readonly options: BufferOptions = {},
@@ -144,6 +144,20 @@ export class StreamBuffer {
       setInterval(() => this.tick('stats', () => this.publishOnce()), this.config.statsIntervalMs),
     );
     this.logger.info('stream buffer started', { path: this.store.path, epoch: this.store.epoch, ...this.config });
+  }
+
+  /** New limits and intervals apply at once: the timers restart with the new periods. */
+  reconfigure(config: BufferConfig): void {
+    validateBufferConfig(config);
+    this.config = config;
+    if (this.timers.length === 0 || this.stopping) return;
+    for (const timer of this.timers.splice(0)) clearInterval(timer);
+    this.start();
+  }
+
+  /** What is running now: a retention pass (with its deletes) or a checkpoint should finish before a restart. */
+  busyWith(): string[] {
+    return [...this.running.keys()].filter((task) => task !== 'stats');
   }
 
   /** One retention pass with all three rules; every drop is logged (warn) per stream and rule with its exact seq ranges. */

@@ -1,6 +1,8 @@
+import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
 import { DEFAULT_BUFFER_CONFIG, type BufferConfig } from './buffer';
 
 export interface StreamBufferConfig extends BufferConfig {
+  logLevel?: LogLevel;
   heartbeatIntervalMs: number;
 }
 
@@ -9,6 +11,7 @@ export const streamBufferConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
+    logLevel: LOG_LEVEL_SCHEMA,
     maxStoreBytes: { type: 'integer', minimum: 1048576, default: DEFAULT_BUFFER_CONFIG.maxStoreBytes },
     // 0 disables the age cap. At most 10 years: a longer cap is no cap, and 0 says that plainly.
     maxRecordAgeSec: { type: 'integer', minimum: 0, maximum: 315360000, default: DEFAULT_BUFFER_CONFIG.maxRecordAgeSec },
