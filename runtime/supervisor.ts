@@ -163,7 +163,9 @@ export class ComponentSupervisor {
   reportState(state: 'RUNNING' | 'ERRORED'): void {
     const allowed = REPORTABLE[this.state] ?? [];
     if (!allowed.includes(state)) {
-      this.options.logger.warn('invalid reported state; ignored as the nucleus ignores it', { componentName: this.name, state, current: this.state });
+      // RUNNING reported by a Run-only component that is already RUNNING is the common, harmless case.
+      const harmless = state === 'RUNNING' && this.state === 'RUNNING';
+      this.options.logger.log(harmless ? 'debug' : 'warn', 'reported state not applicable; ignored as the nucleus ignores it', { componentName: this.name, state, current: this.state });
       return;
     }
     this.options.logger.info('component reported its state', { componentName: this.name, state });

@@ -13,7 +13,9 @@ import { compileValidator, type Validator } from './validation';
  *   violation, so an invalid deployment fails before anything changes;
  * - SubscribeToConfigurationUpdate: a change that landed is re-read, re-checked and applied live;
  * - SubscribeToComponentUpdates: before an update the component may defer it (DeferComponentUpdate
- *   with recheckAfterMs) while it has work in flight, never longer than maxDeferMs in all.
+ *   with recheckAfterMs) while it has work in flight, never longer than maxDeferMs in all. It always
+ *   answers: the nucleus waits for every subscriber's DeferComponentUpdate, up to the update timeout,
+ *   and recheckAfterMs 0 is how a component says it is ready (UpdateSystemPolicyService.getTimeToReCheck).
  */
 export interface LiveConfigurable<C> {
   /** Applies a new, valid configuration without a restart. */
@@ -114,17 +116,24 @@ export class DeploymentHooks<C> {
     const { ipc, logger, component } = this.options;
     const maxTotal = this.options.maxTotalDeferMs ?? MAX_TOTAL_DEFER_MS;
     const deferred = this.deferredByDeployment.get(deploymentId) ?? 0;
-    const wanted = (await component.deferUpdate?.()) ?? { ms: 0, reason: '' };
-    if (wanted.ms <= 0 || deferred >= maxTotal) {
-      if (wanted.ms > 0) logger.warn('update no longer deferred: the deferral budget is spent', { deploymentId, deferredMs: deferred, reason: wanted.reason });
-      return;
-    }
-    const ms = Math.min(wanted.ms, maxTotal - deferred);
-    this.deferredByDeployment.set(deploymentId, deferred + ms);
-    this.metrics.updatesDeferred += 1;
-    logger.info('deferring component update', { deploymentId, recheckAfterMs: ms, reason: wanted.reason });
+    let wanted = { ms: 0, reason: '' };
     try {
-      await ipc.deferComponentUpdate(deploymentId, ms, wanted.reason);
+      wanted = (await component.deferUpdate?.()) ?? wanted;
+    } catch (error) {
+      // Not knowing is no reason to hold a deployment: answer "ready" rather than make it wait 60 s.
+      logger.warn('could not tell whether work is in flight; not deferring', { deploymentId, error: errorMessage(error) });
+    }
+    let ms = 0;
+    if (wanted.ms > 0 && deferred >= maxTotal) {
+      logger.warn('update no longer deferred: the deferral budget is spent', { deploymentId, deferredMs: deferred, reason: wanted.reason });
+    } else if (wanted.ms > 0) {
+      ms = Math.min(wanted.ms, maxTotal - deferred);
+      this.deferredByDeployment.set(deploymentId, deferred + ms);
+      this.metrics.updatesDeferred += 1;
+      logger.info('deferring component update', { deploymentId, recheckAfterMs: ms, reason: wanted.reason });
+    }
+    try {
+      await ipc.deferComponentUpdate(deploymentId, ms, ms > 0 ? wanted.reason : 'ready');
     } catch (error) {
       logger.warn('could not defer the update', { deploymentId, error: describeIpcError(error) });
     }
