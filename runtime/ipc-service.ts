@@ -349,6 +349,8 @@ function requireIotTopic(value: unknown, operation: 'publish' | 'subscribe'): st
 
 function parseQos(value: unknown): 0 | 1 {
   if (value === '0' || value === 0) return 0;
-  if (value === '1' || value === 1 || value === undefined) return 1;
+  if (value === '1' || value === 1) return 1;
+  // The nucleus refuses a publish without a QoS ("QoS is required", MqttProxyIPCAgent).
+  if (value === undefined) throw new IpcError(INVALID_ARGUMENTS, 'qos is required');
   throw new IpcError(INVALID_ARGUMENTS, `qos must be "0" or "1", got ${JSON.stringify(value)}`);
 }
