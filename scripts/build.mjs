@@ -2,13 +2,15 @@
 // build/artifacts/<ComponentName>/, which is what a recipe's {artifacts:path} points at.
 // Native modules stay external: aws-crt and sqlite3 load .node binaries that cannot be bundled.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import YAML from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// A clean dist/: a compiled test whose source was moved or deleted would otherwise still run.
+rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 
 const externals = ['aws-crt', 'sqlite3', 'better-sqlite3'];
