@@ -33,9 +33,13 @@ export const FAULT_TYPES = [
 ] as const;
 export type FaultType = (typeof FAULT_TYPES)[number];
 
-/** Two kills of one component are at least this far apart, so three span more than the 20 s error-reset window. */
+/**
+ * The nucleus counts an error towards BROKEN when it comes within errorResetTime of the previous
+ * one of the same state (Lifecycle.internalReportState), so kills of one component are spaced
+ * beyond the error-reset window the runtime is given here: a chain of three never forms.
+ */
+const ERROR_RESET_MS = 10_000;
 const KILL_SPACING_MS = 12_000;
-const ERROR_RESET_MS = 20_000;
 const COMPONENTS = ['com.elevator.SensorAcquisition', 'com.elevator.StreamBuffer', 'com.elevator.MqttPublisher', 'com.elevator.HealthReporter'];
 const FAKETIME_LIB = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((p) => existsSync(p));
 
@@ -299,9 +303,9 @@ export class ChaosHarness {
   }
 
   /**
-   * SIGKILLs one component, never the same one twice within KILL_SPACING_MS: three kills inside
-   * the runtime's error-reset window (20 s here, as passed in runtimeArgs) would make it BROKEN,
-   * which is the nucleus's rule, not a fault of the component.
+   * SIGKILLs one component, never the same one twice within KILL_SPACING_MS: three errors each
+   * within the error-reset window of the previous would make it BROKEN, which is the nucleus's
+   * rule, not a fault of the component.
    */
   private async killComponent(): Promise<void> {
     const status = this.pipeline?.runtimeStatus();

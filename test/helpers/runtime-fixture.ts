@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import YAML from 'yaml';
+import { GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
 import { LocalRuntime, type RuntimeOptions } from '../../runtime/runtime';
 
@@ -85,4 +86,24 @@ export function readJsonIfExists<T>(path: string): T | undefined {
 export function readJsonLines<T>(path: string): T[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as T);
+}
+
+/** The test's own SDK client, as the local Greengrass CLI principal (token from cli_ipc_info). */
+export async function cliClient(fixture: RuntimeFixture): Promise<GreengrassIpc> {
+  const info = JSON.parse(readFileSync(join(fixture.root, 'gg', 'cli_ipc_info', 'ipc.json'), 'utf8')) as { socketPath: string; token: string };
+  const logger = createLogger('test-cli');
+  logger.level = 'error';
+  return GreengrassIpc.connect({ logger, socketPath: info.socketPath, authToken: info.token, connectDeadlineMs: 10_000 });
+}
+
+/** CreateLocalDeployment, then GetLocalDeploymentStatus until it succeeds or fails. */
+export async function deployAndWait(cli: GreengrassIpc, request: Parameters<GreengrassIpc['createLocalDeployment']>[0], timeoutMs = 15_000) {
+  const id = await cli.createLocalDeployment(request);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const deployment = await cli.getLocalDeploymentStatus(id);
+    if (deployment.status === 'SUCCEEDED' || deployment.status === 'FAILED') return deployment;
+    if (Date.now() > deadline) throw new Error(`deployment ${id} still ${deployment.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { GreengrassIpc, describeIpcError } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
-import { peerRun, readJsonIfExists, readJsonLines, startRuntime, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { cliClient, deployAndWait, peerRun, readJsonIfExists, readJsonLines, startRuntime, testRecipe, waitFor } from '../helpers/runtime-fixture';
 
 // Configuration over the SDK client: UpdateConfiguration, SubscribeToConfigurationUpdate,
 // configuration-only deployments (MERGE/RESET) and validation (accept, reject, no answer).
@@ -15,24 +15,6 @@ interface Line {
   [key: string]: unknown;
 }
 
-/** The test's own SDK client, as the local Greengrass CLI principal (token from cli_ipc_info). */
-async function cliClient(fixture: RuntimeFixture): Promise<GreengrassIpc> {
-  const info = JSON.parse(readFileSync(join(fixture.root, 'gg', 'cli_ipc_info', 'ipc.json'), 'utf8')) as { socketPath: string; token: string };
-  const logger = createLogger('test-cli');
-  logger.level = 'error';
-  return GreengrassIpc.connect({ logger, socketPath: info.socketPath, authToken: info.token, connectDeadlineMs: 10_000 });
-}
-
-async function deployAndWait(cli: GreengrassIpc, request: Parameters<GreengrassIpc['createLocalDeployment']>[0], timeoutMs = 15_000) {
-  const id = await cli.createLocalDeployment(request);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const deployment = await cli.getLocalDeploymentStatus(id);
-    if (deployment.status === 'SUCCEEDED' || deployment.status === 'FAILED') return deployment;
-    if (Date.now() > deadline) throw new Error(`deployment ${id} still ${deployment.status} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const fast = { deployments: { settleMs: 300 } };
 

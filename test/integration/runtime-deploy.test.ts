@@ -4,9 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { GreengrassIpc } from '../../components/shared/ipc';
-import { createLogger } from '../../components/shared/logger';
-import { DIST, peerRun, readJsonLines, startRuntime, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { cliClient, deployAndWait, DIST, peerRun, readJsonLines, startRuntime, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
 
 // Deployments of new component versions over the SDK client: notify-and-defer, update, rollback,
 // and the deploy script.
@@ -19,23 +17,6 @@ interface Line {
   deploymentId?: string;
 }
 
-async function cliClient(fixture: RuntimeFixture): Promise<GreengrassIpc> {
-  const info = JSON.parse(readFileSync(join(fixture.root, 'gg', 'cli_ipc_info', 'ipc.json'), 'utf8')) as { socketPath: string; token: string };
-  const logger = createLogger('test-cli');
-  logger.level = 'error';
-  return GreengrassIpc.connect({ logger, socketPath: info.socketPath, authToken: info.token, connectDeadlineMs: 10_000 });
-}
-
-async function deployAndWait(cli: GreengrassIpc, request: Parameters<GreengrassIpc['createLocalDeployment']>[0], timeoutMs = 15_000) {
-  const id = await cli.createLocalDeployment(request);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const deployment = await cli.getLocalDeploymentStatus(id);
-    if (deployment.status === 'SUCCEEDED' || deployment.status === 'FAILED') return deployment;
-    if (Date.now() > deadline) throw new Error(`deployment ${id} still ${deployment.status} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A folder of recipes for a deployment's recipeDirectoryPath. */
 function recipeFolder(fixture: RuntimeFixture, name: string, recipes: Array<Record<string, unknown>>): string {

@@ -3,29 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
 import { Acquisition, invalidReason, monotonicMs, scheduleOffsetMs, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
 import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
 import { StreamStore } from '../../components/shared/store';
+import { captureLogger } from '../helpers/capture-logger';
 
-interface LogEntry {
-  level: string;
-  message: string;
-  [key: string]: unknown;
-}
-
-function captureLogger(): { logger: winston.Logger; entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const sink = new Writable({
-    objectMode: true,
-    write(chunk: LogEntry, _encoding, done) {
-      entries.push(chunk);
-      done();
-    },
-  });
-  return { logger: winston.createLogger({ level: 'debug', transports: [new winston.transports.Stream({ stream: sink })] }), entries };
-}
 
 /** A sensor source that returns one scripted batch per advance() call, then nothing. */
 class ScriptedSource implements SensorSource {
