@@ -86,6 +86,8 @@ export class Pipeline {
   private store?: StreamStore;
   private sampledByAcquisition = 0;
   private stopRequested?: () => void;
+  /** A stop asked for before sampling began ends sampling as soon as it begins. */
+  private stopEarly = false;
   private phase: Progress['phase'] = 'starting';
 
   constructor(private readonly options: PipelineOptions) {
@@ -109,6 +111,7 @@ export class Pipeline {
       this.phase = 'sampling';
       await new Promise<void>((resolveWait) => {
         this.stopRequested = resolveWait;
+        if (this.stopEarly) resolveWait();
         if (this.options.durationMs !== undefined) setTimeout(resolveWait, this.options.durationMs);
       });
       samplingEnded = Date.now();
@@ -128,6 +131,7 @@ export class Pipeline {
 
   /** Ends sampling early (Ctrl-C); the pipeline still drains and stops cleanly. */
   requestStop(): void {
+    this.stopEarly = true;
     this.stopRequested?.();
   }
 

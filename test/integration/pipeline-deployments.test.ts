@@ -36,49 +36,56 @@ async function motorRate(pipeline: Pipeline, windowMs: number): Promise<number> 
 
 test('through a live configuration change, an invalid deployment and a component update, nothing is lost or stored twice', { timeout: 300_000 }, async () => {
   const root = tempRoot('dp-');
-  const pipeline = new Pipeline({ root, thingName: 'deploy-thing-01', durationMs: 45_000, drainTimeoutMs: 90_000, resume: false, timeScale: 20, logger: createLogger('deploy-test') });
+  // Samples until the deployments are done (requestStop), however slow the machine is.
+  const pipeline = new Pipeline({ root, thingName: 'deploy-thing-01', drainTimeoutMs: 90_000, resume: false, timeScale: 20, logger: createLogger('deploy-test') });
   const running = pipeline.run();
-  const status = () => pipeline.runtimeStatus()?.components ?? {};
-  await waitFor('the publisher running', () => status()[PUBLISHER]?.state === 'RUNNING' && status()[ACQUISITION]?.state === 'RUNNING', 30_000);
-  await new Promise((r) => setTimeout(r, 3_000));
-
-  // 1. A configuration change applies live: five times the motor sampling, same process.
-  const acquisitionPid = status()[ACQUISITION].pid;
-  const rateBefore = await motorRate(pipeline, 3_000);
-  const faster = join(root, 'faster.json');
-  writeFileSync(faster, JSON.stringify({ simulator: { metricsIntervalMs: 200 } }));
-  const change = await deploy(root, ['--merge', `${ACQUISITION}=${faster}`]);
-  assert.equal(change.status, 0, change.output);
-  await new Promise((r) => setTimeout(r, 500));
-  const rateAfter = await motorRate(pipeline, 3_000);
-  assert.ok(rateAfter > rateBefore * 2.5, `motor rate ${rateBefore}/s before, ${rateAfter}/s after`);
-  assert.equal(status()[ACQUISITION].pid, acquisitionPid, 'not restarted');
-
-  // 2. An invalid deployment is rejected by the component, with a reason; the old value stays.
-  const invalid = join(root, 'invalid.json');
-  writeFileSync(invalid, JSON.stringify({ maxEnvelopeBytes: 100 }));
-  const rejected = await deploy(root, ['--merge', `${PUBLISHER}=${invalid}`]);
-  assert.equal(rejected.status, 1, rejected.output);
-  assert.match(rejected.output, /invalid configuration: \/maxEnvelopeBytes must be >= 4096/);
-  const { socketPath, token } = JSON.parse(readFileSync(join(root, 'greengrass', 'cli_ipc_info', 'ipc.json'), 'utf8'));
-  const cli = await GreengrassIpc.connect({ logger: createLogger('deploy-test-cli'), socketPath, authToken: token, connectDeadlineMs: 10_000 });
   try {
-    assert.deepEqual(await cli.getConfiguration(['maxEnvelopeBytes'], PUBLISHER), { maxEnvelopeBytes: 120000 });
-  } finally {
-    await cli.close();
-  }
-  assert.match(readFileSync(join(root, 'greengrass', 'logs', `${PUBLISHER}.log`), 'utf8'), /deployment rejected: invalid configuration/);
+    const status = () => pipeline.runtimeStatus()?.components ?? {};
+    await waitFor('the publisher running', () => status()[PUBLISHER]?.state === 'RUNNING' && status()[ACQUISITION]?.state === 'RUNNING', 30_000);
+    await new Promise((r) => setTimeout(r, 3_000));
 
-  // 3. A new version of the publisher replaces the running one mid-stream.
-  const recipes = join(root, 'recipes-0.1.1');
-  mkdirSync(recipes);
-  const recipe = readFileSync(join(PROJECT_ROOT, 'recipes', `${PUBLISHER}.yaml`), 'utf8').replace('ComponentVersion: "0.1.0"', 'ComponentVersion: "0.1.1"');
-  writeFileSync(join(recipes, `${PUBLISHER}.yaml`), recipe);
-  const publisherPid = status()[PUBLISHER].pid;
-  const update = await deploy(root, ['--recipes', recipes, '--artifacts', join(PROJECT_ROOT, 'build', 'artifacts'), '--add', `${PUBLISHER}=0.1.1`]);
-  assert.equal(update.status, 0, update.output);
-  await waitFor('the new version running', () => status()[PUBLISHER]?.version === '0.1.1' && status()[PUBLISHER]?.state === 'RUNNING', 30_000);
-  assert.notEqual(status()[PUBLISHER].pid, publisherPid);
+    // 1. A configuration change applies live: five times the motor sampling, same process.
+    const acquisitionPid = status()[ACQUISITION].pid;
+    const rateBefore = await motorRate(pipeline, 3_000);
+    const faster = join(root, 'faster.json');
+    writeFileSync(faster, JSON.stringify({ simulator: { metricsIntervalMs: 200 } }));
+    const change = await deploy(root, ['--merge', `${ACQUISITION}=${faster}`]);
+    assert.equal(change.status, 0, change.output);
+    await new Promise((r) => setTimeout(r, 500));
+    const rateAfter = await motorRate(pipeline, 3_000);
+    assert.ok(rateAfter > rateBefore * 2.5, `motor rate ${rateBefore}/s before, ${rateAfter}/s after`);
+    assert.equal(status()[ACQUISITION].pid, acquisitionPid, 'not restarted');
+
+    // 2. An invalid deployment is rejected by the component, with a reason; the old value stays.
+    const invalid = join(root, 'invalid.json');
+    writeFileSync(invalid, JSON.stringify({ maxEnvelopeBytes: 100 }));
+    const rejected = await deploy(root, ['--merge', `${PUBLISHER}=${invalid}`]);
+    assert.equal(rejected.status, 1, rejected.output);
+    assert.match(rejected.output, /invalid configuration: \/maxEnvelopeBytes must be >= 4096/);
+    const { socketPath, token } = JSON.parse(readFileSync(join(root, 'greengrass', 'cli_ipc_info', 'ipc.json'), 'utf8'));
+    const cli = await GreengrassIpc.connect({ logger: createLogger('deploy-test-cli'), socketPath, authToken: token, connectDeadlineMs: 10_000 });
+    try {
+      assert.deepEqual(await cli.getConfiguration(['maxEnvelopeBytes'], PUBLISHER), { maxEnvelopeBytes: 120000 });
+    } finally {
+      await cli.close();
+    }
+    assert.match(readFileSync(join(root, 'greengrass', 'logs', `${PUBLISHER}.log`), 'utf8'), /deployment rejected: invalid configuration/);
+
+    // 3. A new version of the publisher replaces the running one mid-stream.
+    const recipes = join(root, 'recipes-0.1.1');
+    mkdirSync(recipes);
+    const recipe = readFileSync(join(PROJECT_ROOT, 'recipes', `${PUBLISHER}.yaml`), 'utf8').replace('ComponentVersion: "0.1.0"', 'ComponentVersion: "0.1.1"');
+    writeFileSync(join(recipes, `${PUBLISHER}.yaml`), recipe);
+    const publisherPid = status()[PUBLISHER].pid;
+    const update = await deploy(root, ['--recipes', recipes, '--artifacts', join(PROJECT_ROOT, 'build', 'artifacts'), '--add', `${PUBLISHER}=0.1.1`]);
+    assert.equal(update.status, 0, update.output);
+    await waitFor('the new version running', () => status()[PUBLISHER]?.version === '0.1.1' && status()[PUBLISHER]?.state === 'RUNNING', 30_000);
+    assert.notEqual(status()[PUBLISHER].pid, publisherPid);
+    await new Promise((r) => setTimeout(r, 3_000));
+  } finally {
+    // Also on a failed assertion, so the pipeline drains and every process stops.
+    pipeline.requestStop();
+  }
 
   const summary = await running;
   assert.equal(summary.drained, true);
