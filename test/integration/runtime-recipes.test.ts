@@ -58,3 +58,17 @@ test('a HARD dependency on a component without a recipe is refused', () => {
   assert.equal(status, 2);
   assert.match(output, /needy\.yaml.*ComponentDependencies\/test\.Missing/);
 });
+
+test('two components that use the same accessControl policy id stop the runtime, naming the id and both components', () => {
+  const withPolicy = (name: string) => `${valid(name)}ComponentConfiguration:
+  DefaultConfiguration:
+    accessControl:
+      aws.greengrass.ipc.pubsub:
+        shared:policy:1:
+          operations: ["aws.greengrass#PublishToTopic"]
+          resources: ["x"]
+`;
+  const { status, output } = runRuntimeWith({ 'one.yaml': withPolicy('test.One'), 'two.yaml': withPolicy('test.Two') });
+  assert.equal(status, 2);
+  assert.match(output, /policy ids must be unique across components: \\"shared:policy:1\\" in test\.One and test\.Two/);
+});
