@@ -407,11 +407,8 @@ export class CloudIngest {
 
   /** A device's statement that ranges will never arrive: recorded as permanent gaps with the reason. */
   private async recordLoss(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
-    const json = parseJson(payload);
-    const checked = json.ok ? checkLoss(json.value) : json;
-    if (!checked.ok) return this.reject(topic, payload, receivedAt, `loss: ${checked.reason}`);
-    const loss = checked.value;
-    if (loss.device !== device) return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", loss report says "${loss.device}"`);
+    const loss = await this.deviceReport(topic, device, payload, receivedAt, 'loss', checkLoss);
+    if (!loss) return;
     this.counters.lossReports += 1;
     const body = { reason: loss.reason, source: 'loss-report', requestId: loss.requestId, reportedAt: loss.reportedAt, receivedAt: receivedAt.toISOString() };
     if (await this.recordGaps(device, loss.stream, loss.epoch, loss.ranges, loss.reason, body)) {
@@ -425,11 +422,8 @@ export class CloudIngest {
    * archived is lost, and that count is the epoch loss. The old epoch is closed to backfill.
    */
   private async recordEpoch(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
-    const json = parseJson(payload);
-    const checked = json.ok ? checkEpochReport(json.value) : json;
-    if (!checked.ok) return this.reject(topic, payload, receivedAt, `epoch: ${checked.reason}`);
-    const report = checked.value;
-    if (report.device !== device) return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", epoch report says "${report.device}"`);
+    const report = await this.deviceReport(topic, device, payload, receivedAt, 'epoch', checkEpochReport);
+    if (!report) return;
     this.counters.epochReports += 1;
     // The device repeats its report until it is sure one arrived; only the first one counts.
     if (report.previousEpoch && this.closedEpochs.has(`${device}\u0000${report.previousEpoch}`)) {
@@ -472,6 +466,28 @@ export class CloudIngest {
       lost,
       streams: report.previousStreams,
     });
+  }
+
+  /** Parses and checks a loss or epoch report; a bad or mis-addressed one is rejected (undefined). */
+  private async deviceReport<T extends { device: string }>(
+    topic: string,
+    device: string,
+    payload: Buffer,
+    receivedAt: Date,
+    kind: 'loss' | 'epoch',
+    check: (value: unknown) => { ok: true; value: T } | { ok: false; reason: string },
+  ): Promise<T | undefined> {
+    const json = parseJson(payload);
+    const checked = json.ok ? check(json.value) : json;
+    if (!checked.ok) {
+      await this.reject(topic, payload, receivedAt, `${kind}: ${checked.reason}`);
+      return undefined;
+    }
+    if (checked.value.device !== device) {
+      await this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", ${kind} report says "${checked.value.device}"`);
+      return undefined;
+    }
+    return checked.value;
   }
 
   /** Persists each range as a gaps/ object, then marks it in the ledger. False if a write failed. */

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { checkEnvelope, checkLoss, type Envelope, type LossReport } from '../../components/shared/envelope';
@@ -11,6 +10,7 @@ import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
 import { Publisher, type PublisherConfig } from '../../components/mqtt-publisher/publisher';
 import { startEmbeddedBroker } from '../../runtime/broker';
 import { startRuntime, tempRoot, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { freePort } from '../helpers/mosquitto';
 
 const THING = 'test-thing';
 const PUBLISHER = 'test.Publisher';
@@ -139,12 +139,7 @@ test('envelopes reach the broker through IPC, and only the cloud ack deletes rec
 });
 
 test('a full nucleus spooler is back-pressure: nothing is marked sent that was refused, and all of it flows once the broker is back', { timeout: 60_000 }, async () => {
-  const port = await new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const p = (server.address() as { port: number }).port;
-      server.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   // The broker is down: the runtime's spooler fills up after a few envelopes.
   const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], {
     thingName: THING,

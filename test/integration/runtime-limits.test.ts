@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { GreengrassIpc, classifyIpcError, describeIpcError } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
 import { startRuntime, testRecipe, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { freePort } from '../helpers/mosquitto';
 
 // Limits the nucleus enforces on IPC and on the IoT Core bridge, driven through the real SDK client.
 const COMPONENT = 'test.Limits';
@@ -58,12 +58,7 @@ test('at most 50 subscriptions on one IPC connection; the 51st is refused', { ti
 });
 
 test('while the bridge is offline a QoS 0 publish is refused and a QoS 1 publish is spooled', { timeout: 30_000 }, async () => {
-  const port = await new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const p = (server.address() as { port: number }).port;
-      server.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const fixture = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: `mqtt://127.0.0.1:${port}` });
   const ipc = await connectAs(fixture);
   try {
