@@ -8,15 +8,20 @@
  *   serve                       connect, report RUNNING, idle until SIGTERM
  * Modes for configuration and deployment tests; each appends {label, pid, at} to starts.jsonl:
  *   starts <label>              nothing more
- *   validator <accept|reject|silent> [message]
- *                               answer every configuration validation request (or not); each
- *                               request goes to validate-events.jsonl
+ *   validator <accept|reject|silent|late:<ms>> [message]
+ *                               answer every configuration validation request (or not, or ACCEPTED
+ *                               only after <ms>); each request goes to validate-events.jsonl. With
+ *                               late:<ms> it first sends a report nobody asked for and writes that
+ *                               outcome to unasked-report.json
  *   config-watcher [key ...]    subscribe to its own configuration at that key path; each event,
  *                               with the value GetConfiguration then returns, goes to config-events.jsonl
  *   config-self                 subscribe to its own configuration, then UpdateConfiguration with a
  *                               fresh, a stale and a forbidden request; outcomes to update-result.json
  *   deferrer <ms> <label>       subscribe to component updates; defer the first preUpdateEvent of a
  *                               deployment by <ms>, accept later ones; events to update-events.jsonl
+ *   slow-answer <ms> <label>    subscribe to component updates; answer each preUpdateEvent only
+ *                               <ms> later (recheckAfterMs 0); events and each answer's outcome go
+ *                               to update-events.jsonl
  *   report-errored <label>      the first time it runs, report ERRORED over UpdateState
  * Output files go to the working directory, which the runtime sets to {work:path}.
  */
@@ -28,28 +33,36 @@ function record(file: string, entry: Record<string, unknown>): void {
   appendFileSync(file, `${JSON.stringify({ ...entry, pid: process.pid, at: Date.now() })}\n`);
 }
 
-async function outcome(call: () => Promise<unknown>): Promise<{ ok: boolean; error?: string }> {
+async function outcome(call: () => Promise<unknown>): Promise<{ ok: boolean; kind?: string; error?: string }> {
   try {
     await call();
     return { ok: true };
   } catch (error) {
-    return { ok: false, error: describeIpcError(error) };
+    return { ok: false, kind: classifyIpcError(error), error: describeIpcError(error) };
   }
 }
 
 /** The modes of the configuration and deployment tests; false when `mode` is not one of them. */
 async function deploymentMode(ipc: GreengrassIpc, mode: string, args: string[]): Promise<boolean> {
-  const known = ['starts', 'validator', 'config-watcher', 'config-self', 'deferrer', 'report-errored'];
+  const known = ['starts', 'validator', 'config-watcher', 'config-self', 'deferrer', 'slow-answer', 'report-errored'];
   if (!known.includes(mode)) return false;
-  record('starts.jsonl', { mode, label: mode === 'deferrer' ? args[1] : args[0] });
+  record('starts.jsonl', { mode, label: mode === 'deferrer' || mode === 'slow-answer' ? args[1] : args[0] });
   if (mode === 'validator') {
     const [answer, ...message] = args;
+    const lateMs = answer.startsWith('late:') ? Number(answer.slice('late:'.length)) : undefined;
+    if (lateMs !== undefined) {
+      writeFileSync('unasked-report.json', JSON.stringify(await outcome(() => ipc.sendConfigurationValidityReport('deployment-nobody-asked-about', 'ACCEPTED'))));
+    }
     await ipc.subscribeToValidateConfigurationUpdates((configuration, deploymentId) => {
       record('validate-events.jsonl', { deploymentId, configuration });
       if (answer === 'silent') return;
-      void ipc
-        .sendConfigurationValidityReport(deploymentId, answer === 'accept' ? 'ACCEPTED' : 'REJECTED', message.join(' ') || undefined)
-        .catch((error) => record('validate-events.jsonl', { reportError: describeIpcError(error) }));
+      const send = () =>
+        ipc
+          .sendConfigurationValidityReport(deploymentId, answer === 'reject' ? 'REJECTED' : 'ACCEPTED', message.join(' ') || undefined)
+          .then(() => lateMs !== undefined && record('validate-events.jsonl', { reportOk: deploymentId }))
+          .catch((error) => record('validate-events.jsonl', { reportError: describeIpcError(error), kind: classifyIpcError(error) }));
+      if (lateMs === undefined) void send();
+      else setTimeout(() => void send(), lateMs);
     });
   } else if (mode === 'config-watcher') {
     await ipc.subscribeToConfigurationUpdate(args, (keyPath, componentName) => {
@@ -78,6 +91,18 @@ async function deploymentMode(ipc: GreengrassIpc, mode: string, args: string[]):
       void ipc
         .deferComponentUpdate(event.deploymentId, recheckAfterMs, recheckAfterMs > 0 ? 'finishing in-flight work' : undefined)
         .catch((error) => record('update-events.jsonl', { deferError: describeIpcError(error) }));
+    });
+  } else if (mode === 'slow-answer') {
+    const answerAfterMs = Number(args[0] ?? 0);
+    await ipc.subscribeToComponentUpdates((event) => {
+      record('update-events.jsonl', { ...event, label: args[1] });
+      if (event.kind !== 'pre') return;
+      setTimeout(() => {
+        void ipc.deferComponentUpdate(event.deploymentId, 0).then(
+          () => record('update-events.jsonl', { kind: 'answered', deploymentId: event.deploymentId }),
+          (error) => record('update-events.jsonl', { kind: 'answer-refused', deploymentId: event.deploymentId, error: describeIpcError(error) }),
+        );
+      }, answerAfterMs);
     });
   } else if (mode === 'report-errored') {
     if (!existsSync('errored-once')) {

@@ -154,3 +154,77 @@ test('a validation request nobody answers fails the deployment after the validat
     await fixture.stop();
   }
 });
+
+test('a validity report nobody asked for, and one sent after the validation timeout, are refused with InvalidArgumentsError', { timeout: 20_000 }, async () => {
+  const fixture = await startRuntime(
+    [testRecipe('test.Late', peerRun('validator late:2500'), {}, { ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, rate: 1 } } })],
+    { deployments: { settleMs: 300, validationTimeoutSec: 1 } },
+  );
+  const cli = await cliClient(fixture);
+  try {
+    const work = fixture.workOf('test.Late');
+    await waitFor('subscribed', () => existsSync(join(work, 'subscribed')));
+    const unasked = await waitFor('unasked-report.json', () => readJsonIfExists<{ ok: boolean; kind?: string; error?: string }>(join(work, 'unasked-report.json')));
+    assert.equal(unasked.ok, false, 'a report for a deployment that asked nothing is refused');
+    assert.equal(unasked.kind, 'service', 'as a modeled error (InvalidArgumentsError on the wire)');
+    assert.match(String(unasked.error), /Validation request either timed out or was never made/);
+
+    const deployment = await deployAndWait(cli, { componentToConfiguration: { 'test.Late': { MERGE: { rate: 2 } } } });
+    assert.equal(deployment.deploymentStatusDetails?.detailedDeploymentStatus, 'FAILED_NO_STATE_CHANGE', 'the answer came too late');
+    const late = await waitFor('the late report outcome', () =>
+      readJsonLines<Line & { reportError?: string; reportOk?: string; kind?: string }>(join(work, 'validate-events.jsonl')).find((l) => l.reportError !== undefined || l.reportOk !== undefined),
+    );
+    assert.equal(late.reportOk, undefined, 'the late ACCEPTED report must not be taken');
+    assert.equal(late.kind, 'service');
+    assert.match(String(late.reportError), /Validation request either timed out or was never made/);
+    assert.equal((await cli.getConfiguration(['rate'], 'test.Late')).rate, 1, 'the late ACCEPTED changed nothing');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});
+
+test('SubscribeToConfigurationUpdate keeps reporting on a key that one deployment removes and a later one creates again (the runtime follows the path; the nucleus watcher goes with the node)', { timeout: 20_000 }, async () => {
+  const recipe = testRecipe('test.Watch', peerRun('config-watcher extra'), {}, { ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, rate: 1 } } });
+  // `extra` has no default, so a RESET removes it.
+  const fixture = await startRuntime([recipe], { ...fast, configurationMerge: { 'test.Watch': { extra: { level: 1 } } } });
+  const cli = await cliClient(fixture);
+  try {
+    const work = fixture.workOf('test.Watch');
+    await waitFor('the watcher to subscribe', () => existsSync(join(work, 'subscribed')));
+    const events = () => readJsonLines<Line & { keyPath: string[]; value?: unknown; error?: string }>(join(work, 'config-events.jsonl'));
+    const removed = await deployAndWait(cli, { componentToConfiguration: { 'test.Watch': { RESET: ['/extra'] } } });
+    assert.equal(removed.status, 'SUCCEEDED');
+    const removal = await waitFor('the removal event', () => (events().length >= 1 ? events() : undefined));
+    assert.deepEqual(removal[0].keyPath.slice(0, 1), ['extra']);
+    assert.match(String(removal[0].error), /not found/, 'the key is gone when the watcher looks');
+
+    const created = await deployAndWait(cli, { componentToConfiguration: { 'test.Watch': { MERGE: { extra: { level: 2 } } } } });
+    assert.equal(created.status, 'SUCCEEDED');
+    const after = await waitFor('an event for the new key', () => events().find((e, i) => i >= removal.length && e.value !== undefined));
+    assert.deepEqual(after.keyPath, ['extra', 'level']);
+    assert.deepEqual(after.value, { level: 2 });
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});
+
+test('a deployment that changes a validating and a non-validating component waits only for the one it asked, and applies both (the nucleus would wait for both and time out)', { timeout: 20_000 }, async () => {
+  const defaults = { ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, rate: 1 } } };
+  const fixture = await startRuntime([testRecipe('test.Asks', peerRun('validator accept'), {}, defaults), testRecipe('test.Plain', peerRun('starts plain'), {}, defaults)], {
+    deployments: { settleMs: 300, validationTimeoutSec: 15 },
+  });
+  const cli = await cliClient(fixture);
+  try {
+    for (const name of ['test.Asks', 'test.Plain']) await waitFor(`${name} up`, () => existsSync(join(fixture.workOf(name), 'subscribed')));
+    const deployment = await deployAndWait(cli, { componentToConfiguration: { 'test.Asks': { MERGE: { rate: 2 } }, 'test.Plain': { MERGE: { rate: 3 } } } }, 10_000);
+    assert.equal(deployment.status, 'SUCCEEDED', JSON.stringify(deployment.deploymentStatusDetails));
+    assert.equal((await cli.getConfiguration(['rate'], 'test.Asks')).rate, 2);
+    assert.equal((await cli.getConfiguration(['rate'], 'test.Plain')).rate, 3);
+    assert.equal(readJsonLines(join(fixture.workOf('test.Asks'), 'validate-events.jsonl')).length, 1, 'the validating component was asked');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});

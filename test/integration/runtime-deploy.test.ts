@@ -170,3 +170,119 @@ test('scripts/deploy.js --wait exits 0 on SUCCEEDED', { timeout: 20_000 }, async
     await fixture.stop();
   }
 });
+
+test('a subscriber that does not answer in time holds the update for the update timeout (nucleus 60 s, 1 s here) and its late answer is refused; validation follows the notification', { timeout: 20_000 }, async () => {
+  const fixture = await startRuntime(
+    [
+      testRecipe('test.Slow', peerRun('slow-answer 2500 slow')),
+      testRecipe('test.Target', peerRun('starts v1')),
+      testRecipe('test.Validating', peerRun('validator accept'), {}, { ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, rate: 1 } } }),
+    ],
+    { deployments: { settleMs: 300, updatePolicyTimeoutSec: 1 } },
+  );
+  const cli = await cliClient(fixture);
+  try {
+    for (const name of ['test.Slow', 'test.Target', 'test.Validating']) await waitFor(`${name} up`, () => existsSync(join(fixture.workOf(name), 'subscribed')));
+    const v2 = testRecipe('test.Target', peerRun('starts v2'), {}, { ComponentVersion: '1.1.0' });
+    const deployment = await deployAndWait(cli, {
+      recipeDirectoryPath: recipeFolder(fixture, 'v2', [v2]),
+      rootComponentVersionsToAdd: { 'test.Target': '1.1.0' },
+      componentToConfiguration: { 'test.Validating': { MERGE: { rate: 2 } } },
+    });
+    assert.equal(deployment.status, 'SUCCEEDED', JSON.stringify(deployment.deploymentStatusDetails));
+
+    const slowEvents = () => readJsonLines<Line & { error?: string }>(join(fixture.workOf('test.Slow'), 'update-events.jsonl'));
+    const refused = await waitFor('the late answer', () => slowEvents().find((e) => e.kind === 'answer-refused' || e.kind === 'answered'));
+    assert.equal(refused.kind, 'answer-refused', 'an answer after the timeout is not taken');
+    assert.match(String(refused.error), /Time limit to respond to PreComponentUpdateEvent exceeded/);
+    const pre = slowEvents().filter((e) => e.kind === 'pre');
+    assert.equal(pre.length, 1, 'nobody deferred, so there was one round');
+
+    const validated = readJsonLines<Line>(join(fixture.workOf('test.Validating'), 'validate-events.jsonl'));
+    assert.equal(validated.length, 1);
+    assert.ok(validated[0].at >= pre[0].at + 1000 - 50, `validation came only after the notify round timed out (${validated[0].at - pre[0].at} ms after the pre-update event)`);
+    const starts = readJsonLines<Line>(join(fixture.workOf('test.Target'), 'starts.jsonl'));
+    assert.deepEqual(
+      starts.map((s) => s.label),
+      ['v1', 'v2'],
+    );
+    assert.ok(starts[1].at >= validated[0].at, 'the update came after validation');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});
+
+test('the cli deployment profile skips the pre-update notification and does not roll back: FAILED_ROLLBACK_NOT_REQUESTED leaves the failed version', { timeout: 20_000 }, async () => {
+  const fixture = await startRuntime([testRecipe('test.Target', peerRun('starts v1')), testRecipe('test.Observer', peerRun('deferrer 0 observer'))], {
+    restartDelayMs: 50,
+    deployments: { profile: 'cli', settleMs: 300 },
+  });
+  const cli = await cliClient(fixture);
+  try {
+    for (const name of ['test.Target', 'test.Observer']) await waitFor(`${name} up`, () => existsSync(join(fixture.workOf(name), 'subscribed')));
+    const v2 = testRecipe('test.Target', peerRun('starts v2'), {}, { ComponentVersion: '2.0.0' });
+    const good = await deployAndWait(cli, { recipeDirectoryPath: recipeFolder(fixture, 'v2', [v2]), rootComponentVersionsToAdd: { 'test.Target': '2.0.0' } });
+    assert.equal(good.status, 'SUCCEEDED');
+    const v3 = testRecipe('test.Target', 'echo v3 >> v3-starts.log; exit 1', {}, { ComponentVersion: '3.0.0' });
+    const bad = await deployAndWait(cli, { recipeDirectoryPath: recipeFolder(fixture, 'v3', [v3]), rootComponentVersionsToAdd: { 'test.Target': '3.0.0' } });
+    assert.equal(bad.status, 'FAILED');
+    assert.equal(bad.deploymentStatusDetails?.detailedDeploymentStatus, 'FAILED_ROLLBACK_NOT_REQUESTED', 'DO_NOTHING is the CLI default');
+    assert.match(String(bad.deploymentStatusDetails?.deploymentFailureCause), /Service test\.Target in broken state after deployment/);
+    const status = fixture.runtime.status().components['test.Target'];
+    assert.equal(status.version, '3.0.0', 'the failed version stays');
+    assert.equal(status.state, 'BROKEN');
+    assert.deepEqual(
+      readJsonLines<Line>(join(fixture.workOf('test.Target'), 'starts.jsonl')).map((s) => s.label),
+      ['v1', 'v2'],
+    );
+    assert.deepEqual(readJsonLines(join(fixture.workOf('test.Observer'), 'update-events.jsonl')), [], 'SKIP_NOTIFY_COMPONENTS: no pre- or post-update events');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});
+
+test('a request with failureHandlingPolicy DO_NOTHING is not rolled back, whatever the runtime default', { timeout: 20_000 }, async () => {
+  const v1 = testRecipe('test.Svc', peerRun('starts v1'), {}, { ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, level: 'info' } } });
+  const fixture = await startRuntime([v1], { restartDelayMs: 50, deployments: { settleMs: 300 } });
+  const cli = await cliClient(fixture);
+  try {
+    await waitFor('v1 up', () => existsSync(join(fixture.workOf('test.Svc'), 'subscribed')));
+    const v2 = testRecipe('test.Svc', 'exit 1', {}, { ComponentVersion: '2.0.0', ComponentConfiguration: { DefaultConfiguration: { accessControl: {}, level: 'info' } } });
+    const deployment = await deployAndWait(cli, {
+      recipeDirectoryPath: recipeFolder(fixture, 'v2', [v2]),
+      rootComponentVersionsToAdd: { 'test.Svc': '2.0.0' },
+      componentToConfiguration: { 'test.Svc': { MERGE: { level: 'warn' } } },
+      failureHandlingPolicy: 'DO_NOTHING',
+    });
+    assert.equal(deployment.deploymentStatusDetails?.detailedDeploymentStatus, 'FAILED_ROLLBACK_NOT_REQUESTED');
+    assert.equal(fixture.runtime.status().components['test.Svc'].version, '2.0.0');
+    assert.equal((await cli.getConfiguration(['level'], 'test.Svc')).level, 'warn', 'the new configuration stays');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});
+
+test('when the old version fails too after a rollback, the deployment is FAILED_UNABLE_TO_ROLLBACK', { timeout: 20_000 }, async () => {
+  // The new version poisons the shared work folder, so the old version cannot run again.
+  const v1 = testRecipe('test.Svc', 'echo v1 >> v1-starts.log; if [ -e poisoned ]; then exit 1; fi; exec sleep 600');
+  const fixture = await startRuntime([v1], { restartDelayMs: 50, deployments: { settleMs: 300 } });
+  const cli = await cliClient(fixture);
+  try {
+    await waitFor('v1 running', () => existsSync(join(fixture.workOf('test.Svc'), 'v1-starts.log')));
+    const v2 = testRecipe('test.Svc', 'touch poisoned; exit 1', {}, { ComponentVersion: '2.0.0' });
+    const deployment = await deployAndWait(cli, { recipeDirectoryPath: recipeFolder(fixture, 'v2', [v2]), rootComponentVersionsToAdd: { 'test.Svc': '2.0.0' } });
+    assert.equal(deployment.status, 'FAILED');
+    assert.equal(deployment.deploymentStatusDetails?.detailedDeploymentStatus, 'FAILED_UNABLE_TO_ROLLBACK');
+    assert.match(String(deployment.deploymentStatusDetails?.deploymentFailureCause), /Service test\.Svc in broken state after deployment/);
+    const status = fixture.runtime.status().components['test.Svc'];
+    assert.equal(status.version, '1.0.0', 'the rollback put the old version back');
+    assert.equal(status.state, 'BROKEN', 'and it could not run');
+    assert.ok(readFileSync(join(fixture.workOf('test.Svc'), 'v1-starts.log'), 'utf8').trim().split('\n').length >= 2, 'v1 was started again by the rollback');
+  } finally {
+    await cli.close();
+    await fixture.stop();
+  }
+});

@@ -6,10 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { captureLogger } from '../helpers/capture-logger';
-import { startRuntime, tempRoot, testRecipe, waitFor } from '../helpers/runtime-fixture';
+import { build as esbuild } from 'esbuild';
+import YAML from 'yaml';
+import { DIST, PROJECT_ROOT, readJsonIfExists, startRuntime, tempRoot, testRecipe, waitFor } from '../helpers/runtime-fixture';
 import type { ComponentState } from '../../runtime/supervisor';
 
 type Step = string | { Script: string; Timeout?: number; Setenv?: Record<string, string>; Skipif?: string; RequiresPrivilege?: boolean };
@@ -269,6 +272,58 @@ test(
   },
 );
 
+const NOBODY = 65534;
+
+test(
+  'RequiresPrivilege: a runtime started by root as the unprivileged user nobody refuses the component before any step runs, BROKEN, with the reason logged',
+  { timeout: 30_000, skip: isRoot ? false : 'SKIPPED LOUDLY: only root can start a process as another user; the in-process refusal test above covers this case when not root' },
+  async () => {
+    // The project folder may not be readable by nobody (a clone under /root, a 0700 temp folder),
+    // so the runtime runs from a one-file esbuild bundle inside a folder nobody owns. The bundled
+    // aws-crt (the runtime reads the SDK's service model) looks for its native binary two folders
+    // up from the bundle, in bin/<platform>; the same binary is copied there.
+    const root = tempRoot('priv-');
+    const bundle = join(root, 'lib', 'runtime', 'runtime.js');
+    await esbuild({ entryPoints: [join(DIST, 'runtime', 'main.js')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: bundle, logLevel: 'error' });
+    const platformDir = `${process.platform}-${process.arch}-glibc`;
+    cpSync(join(PROJECT_ROOT, 'node_modules', 'aws-crt', 'dist', 'bin', platformDir), join(root, 'bin', platformDir), { recursive: true });
+    mkdirSync(join(root, 'recipes'));
+    const recipe = lifecycleRecipe('test.Privileged', { Install: 'echo install > install.marker', Run: { Script: 'echo run > run.marker; exec sleep 600', RequiresPrivilege: true } });
+    writeFileSync(join(root, 'recipes', 'test.Privileged.yaml'), YAML.stringify(recipe));
+    execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, root]);
+    const child = spawn(process.execPath, [bundle, '--root', join(root, 'gg'), '--recipes', join(root, 'recipes'), '--artifacts', join(root, 'artifacts'), '--thing', 'test-thing'], {
+      uid: NOBODY,
+      gid: NOBODY,
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const status = await waitFor(
+        'status.json with test.Privileged BROKEN',
+        () => {
+          const current = readJsonIfExists<{ components: Record<string, { state: string }> }>(join(root, 'gg', 'status.json'));
+          return current?.components['test.Privileged']?.state === 'BROKEN' ? current : undefined;
+        },
+        15_000,
+      );
+      assert.equal(status.components['test.Privileged'].state, 'BROKEN');
+      const work = join(root, 'gg', 'work', 'test.Privileged');
+      assert.ok(!existsSync(join(work, 'install.marker')), 'not even Install ran');
+      assert.ok(!existsSync(join(work, 'run.marker')));
+      assert.match(output, /RequiresPrivilege is set on Run/);
+      assert.match(output, new RegExp(`runs as uid ${NOBODY}`));
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, `the runtime stops cleanly on SIGTERM: ${output.slice(-2000)}`);
+    }
+  },
+);
+
 // ---- Lifecycle: Run with Timeout ----
 
 test('Run Timeout: a Run step that outlives its Timeout is killed and counted as an error, and three of them make it BROKEN', { timeout: 15_000 }, async () => {
@@ -380,6 +435,91 @@ test('States: a Run that keeps failing passes through INSTALLED, STARTING, RUNNI
     const round = ['INSTALLED', 'STARTING', 'RUNNING', 'ERRORED'];
     assert.deepEqual(recorder.of('test.StatesFail'), [...round, 'STOPPING', ...round, 'STOPPING', ...round, 'BROKEN'], 'and nothing after BROKEN');
     assert.equal(fixture.runtime.status().components['test.StatesFail'].state, 'BROKEN');
+  } finally {
+    await fixture.stop();
+  }
+});
+
+// ---- Timeout, Setenv and Skipif on the steps the tests above leave out ----
+
+test('Startup Timeout: a Startup step that outlives its Timeout is killed and is an error, BROKEN after the third; its own Setenv reaches it', { timeout: 15_000 }, async () => {
+  const recorder = stateRecorder();
+  const started = Date.now();
+  const fixture = await startRuntime(
+    [
+      lifecycleRecipe('test.StartupTimeout', {
+        Startup: { Script: 'echo "$$ $STARTUP_TAG" >> startups.log; exec sleep 30', Timeout: 1, Setenv: { STARTUP_TAG: 'startup-{iot:thingName}' } },
+        Run: 'echo run > run.marker; exec sleep 600',
+      }),
+    ],
+    { restartDelayMs: 50, onComponentState: recorder.onComponentState },
+  );
+  const work = fixture.workOf('test.StartupTimeout');
+  try {
+    await waitFor('the first Startup error', () => recorder.of('test.StartupTimeout').includes('ERRORED'), 8_000, 20);
+    assert.ok(Date.now() - started >= 900, 'not before the 1 s Timeout');
+    await waitFor('BROKEN', () => fixture.runtime.status().components['test.StartupTimeout'].state === 'BROKEN', 10_000);
+    const startups = lines(join(work, 'startups.log')).map((line) => line.split(' '));
+    assert.equal(startups.length, 3);
+    for (const [pid, tag] of startups) {
+      assert.equal(tag, 'startup-test-thing');
+      assert.ok(processGone(Number(pid)), `Startup process ${pid} was killed`);
+    }
+    assert.ok(!existsSync(join(work, 'run.marker')), 'Run never ran');
+    assert.ok(!recorder.of('test.StartupTimeout').includes('RUNNING'), 'never RUNNING');
+  } finally {
+    await fixture.stop();
+  }
+});
+
+test('Recover Timeout and Skipif: a Recover past its Timeout is killed and the component restarts anyway; a skipped Recover does not run', { timeout: 15_000 }, async () => {
+  const failOnce = 'n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo run-$n >> events.log; if [ $n -eq 1 ]; then exit 1; fi; exec sleep 600';
+  const fixture = await startRuntime([
+    lifecycleRecipe('test.RecoverSlow', { Run: failOnce, Recover: { Script: 'echo $$ > recover.pid; echo recover-begun >> events.log; sleep 30; echo recover-ended >> events.log', Timeout: 1 } }),
+    lifecycleRecipe('test.RecoverSkipped', { Run: failOnce, Recover: { Script: 'echo recover >> events.log', Skipif: 'onpath sh' } }),
+  ]);
+  const events = (component: string) => lines(join(fixture.workOf(component), 'events.log'));
+  try {
+    await waitFor('both restarted', () => events('test.RecoverSlow').includes('run-2') && events('test.RecoverSkipped').includes('run-2'), 10_000);
+    assert.deepEqual(events('test.RecoverSlow'), ['run-1', 'recover-begun', 'run-2'], 'the Recover step never finished');
+    assert.ok(processGone(Number(readFileSync(join(fixture.workOf('test.RecoverSlow'), 'recover.pid'), 'utf8'))), 'the Recover process was killed');
+    assert.deepEqual(events('test.RecoverSkipped'), ['run-1', 'run-2'], 'Recover with "onpath sh" was skipped');
+  } finally {
+    await fixture.stop();
+  }
+});
+
+test('Shutdown Skipif: a Shutdown step with a true Skipif does not run at stop; one with a false Skipif does', { timeout: 15_000 }, async () => {
+  const fixture = await startRuntime([
+    lifecycleRecipe('test.ShutdownSkipped', { Run: 'exec sleep 600', Shutdown: { Script: 'echo shutdown > shutdown.marker', Skipif: 'onpath sh' } }),
+    lifecycleRecipe('test.ShutdownRuns', { Run: 'exec sleep 600', Shutdown: { Script: 'echo shutdown > shutdown.marker', Skipif: 'onpath no-such-executable-7f3a' } }),
+  ]);
+  const marker = (component: string) => existsSync(join(fixture.workOf(component), 'shutdown.marker'));
+  let stopped = false;
+  try {
+    await waitFor('both RUNNING', () => ['test.ShutdownSkipped', 'test.ShutdownRuns'].every((c) => fixture.runtime.status().components[c].state === 'RUNNING'), 8_000);
+    await fixture.stop();
+    stopped = true;
+    assert.ok(marker('test.ShutdownRuns'), 'the Shutdown step ran');
+    assert.ok(!marker('test.ShutdownSkipped'), 'the skipped Shutdown step did not');
+  } finally {
+    if (!stopped) await fixture.stop();
+  }
+});
+
+test("errorResetTime from the recipe: with Lifecycle.errorResetTime 1 s, errors 1.4 s apart never add up to BROKEN; the same component without it is BROKEN at the third", { timeout: 20_000 }, async () => {
+  const failSlowly = 'echo run >> runs.log; sleep 1.3; exit 1';
+  const recorder = stateRecorder();
+  const fixture = await startRuntime(
+    [lifecycleRecipe('test.ShortReset', { errorResetTime: 1, Run: failSlowly }), lifecycleRecipe('test.DefaultReset', { Run: failSlowly })],
+    { restartDelayMs: 50, onComponentState: recorder.onComponentState },
+  );
+  const runs = (component: string) => lines(join(fixture.workOf(component), 'runs.log')).length;
+  try {
+    await waitFor('the default one BROKEN', () => fixture.runtime.status().components['test.DefaultReset'].state === 'BROKEN', 10_000);
+    assert.equal(runs('test.DefaultReset'), 3, 'the runtime default (an hour here) counts all three');
+    await waitFor('five failures of the short-reset one', () => runs('test.ShortReset') >= 5, 10_000);
+    assert.ok(!recorder.of('test.ShortReset').includes('BROKEN'), `never BROKEN: ${recorder.of('test.ShortReset').join(' ')}`);
   } finally {
     await fixture.stop();
   }

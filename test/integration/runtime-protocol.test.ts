@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import mqtt, { type MqttClient } from 'mqtt';
+import { eventstream } from 'aws-crt';
 import { makeServiceModel } from 'aws-iot-device-sdk-v2/dist/greengrasscoreipc/model_utils';
 import { createIpcClient, describeIpcError, GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
@@ -213,6 +214,29 @@ test('through the SDK client: GetSecretValue is refused and the same client keep
     });
     const response = await client.getConfiguration({ keyPath: ['accessControl'] });
     assert.equal(response.componentName, COMPONENT);
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+});
+
+test('through the SDK client: a Ping on its own eventstream connection gets a PingResponse, and the client keeps working', { timeout: 10_000 }, async () => {
+  const client = createIpcClient(fixture.runtime.socketPath, fixture.runtime.tokenFor(COMPONENT)!);
+  await client.connect();
+  // The SDK's RPC client has no ping call of its own; its aws-crt eventstream connection does
+  // (ClientConnection.sendProtocolMessage). Private to the SDK, so the cast only reads it.
+  const connection = (client as unknown as { rpcClient: { connection: eventstream.ClientConnection } }).rpcClient.connection;
+  assert.ok(connection instanceof eventstream.ClientConnection, 'the SDK client holds an aws-crt eventstream ClientConnection');
+  try {
+    const pong = new Promise<eventstream.Message>((resolve) => {
+      connection.on('protocolMessage', (event) => {
+        if (event.message.type === eventstream.MessageType.PingResponse) resolve(event.message);
+      });
+    });
+    await connection.sendProtocolMessage({ message: { type: eventstream.MessageType.Ping, payload: 'are you there' } });
+    const response = await pong;
+    assert.equal(response.type, eventstream.MessageType.PingResponse);
+    const answered = await client.getConfiguration({ keyPath: ['accessControl'] });
+    assert.equal(answered.componentName, COMPONENT, 'the connection still serves requests after the ping');
   } finally {
     await client.close().catch(() => undefined);
   }
