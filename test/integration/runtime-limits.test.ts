@@ -70,3 +70,17 @@ test('while the bridge is offline a QoS 0 publish is refused and a QoS 1 publish
     await fixture.stop();
   }
 });
+
+test('with keepQos0WhenOffline a QoS 0 publish made while the bridge is offline is spooled too', { timeout: 30_000 }, async () => {
+  const port = await freePort();
+  const fixture = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: `mqtt://127.0.0.1:${port}`, keepQos0WhenOffline: true });
+  const ipc = await connectAs(fixture);
+  try {
+    await ipc.publishToIoTCore('dt/x', 'kept at QoS 0', { qos: 0 });
+    await ipc.publishToIoTCore('dt/x', 'kept at QoS 1', { qos: 1 });
+    assert.equal(fixture.runtime.status().spooler.messages, 2, 'both wait in the spooler');
+  } finally {
+    await ipc.close();
+    await fixture.stop();
+  }
+});
