@@ -16,10 +16,7 @@ void runComponent<MqttPublisherConfig>({
     return {
       metrics: () => ({ ...publisher.metrics, ...publisher.losses.metrics, ...publisher.backfill.metrics, epoch: store.epoch }),
       applyConfiguration: (next) => publisher.reconfigure(next),
-      async deferUpdate() {
-        const inFlight = await publisher.inFlight();
-        return inFlight > 0 ? { ms: 2000, reason: `${inFlight} records in flight, waiting for the cloud's acks` } : { ms: 0, reason: '' };
-      },
+      deferUpdate: () => publisher.updateDeferral(),
       async stop() {
         await publisher.stop();
         await store.close();

@@ -1,4 +1,5 @@
 import { Backoff, sleep } from '../shared/backoff';
+import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
 import { buildEnvelope, checkAck, parseJson, type WireRecord } from '../shared/envelope';
 import { errorMessage, type Logger } from '../shared/logger';
 import type { PendingRecord, StreamStore } from '../shared/store';
@@ -50,6 +51,8 @@ export interface PublisherMetrics {
 }
 
 /** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
+/** Acks usually follow a publish within a second or two; each deferral asks for that much. */
+const UPDATE_DEFER_STEP_MS = 2000;
 const ENVELOPE_OVERHEAD_BYTES = 1024;
 /** Bytes a record adds around its data: {"seq":..,"time":..,"mono":..,"data":} */
 const RECORD_OVERHEAD_BYTES = 80;
@@ -113,6 +116,12 @@ export class Publisher {
   async inFlight(): Promise<number> {
     const stats = await this.store.stats();
     return (this.publishing ? 1 : 0) + stats.streams.reduce((sum, s) => sum + s.backlogRecords - s.unsentRecords, 0);
+  }
+
+  /** While anything is in flight, an update waits 2 s at a time (DeploymentHooks bounds the total). */
+  async updateDeferral(): Promise<UpdateDeferral> {
+    const inFlight = await this.inFlight();
+    return inFlight > 0 ? { ms: UPDATE_DEFER_STEP_MS, reason: `${inFlight} records in flight, waiting for the cloud's acks` } : NO_DEFERRAL;
   }
 
   async start(): Promise<void> {

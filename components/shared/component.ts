@@ -4,7 +4,7 @@ import { GreengrassIpc, describeIpcError } from './ipc';
 import { createLogger, errorMessage, type Logger } from './logger';
 import { heartbeatTopic } from './topics';
 import { compileValidator } from './validation';
-import { componentSettings, DeploymentHooks, type LiveConfigurable } from './deployment-hooks';
+import { componentSettings, DeploymentHooks, NO_DEFERRAL, type LiveConfigurable, type UpdateDeferral } from './deployment-hooks';
 
 /**
  * What every component's main.ts shares: the Greengrass conventions from the brief.
@@ -38,6 +38,12 @@ export interface ComponentDefinition<C extends { logLevel?: string }> {
   heartbeatIntervalMs: (config: C) => number;
   start(context: ComponentContext<C>): Promise<RunningComponent<C>>;
 }
+
+/**
+ * Until start() returns, a component may be opening its store, checking it, or migrating its
+ * schema: an update then waits (bounded by DeploymentHooks' total) rather than cut that short.
+ */
+const WHILE_STARTING: UpdateDeferral = { ms: 1000, reason: 'starting: opening the store (and migrating its schema if needed)' };
 
 /** The logLevel key every component's configuration accepts; it applies live. */
 export const LOG_LEVEL_SCHEMA = { enum: ['error', 'warn', 'info', 'debug'] };
@@ -82,7 +88,6 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
     ipc = await GreengrassIpc.connect({ logger });
     let config = await readConfiguration<C>(ipc, definition.configSchema, logger);
     if (config.logLevel) logger.level = config.logLevel;
-    running = await definition.start({ name: definition.name, thingName, config, ipc, logger });
     const hooks = new DeploymentHooks<C>({
       ipc,
       logger,
@@ -92,9 +97,14 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
         config = next;
         logger.level = next.logLevel ?? process.env.LOG_LEVEL ?? 'info';
       },
-      component: running,
+      component: {
+        applyConfiguration: (next) => running?.applyConfiguration?.(next),
+        deferUpdate: () => (running ? (running.deferUpdate?.() ?? NO_DEFERRAL) : WHILE_STARTING),
+      },
     });
-    await hooks.start();
+    await hooks.watchUpdates();
+    running = await definition.start({ name: definition.name, thingName, config, ipc, logger });
+    await hooks.watchConfiguration();
     await retryIpc(() => ipc!.updateState('RUNNING'), 'UpdateState RUNNING', logger);
     const started = Date.now();
     const topic = heartbeatTopic(definition.name);

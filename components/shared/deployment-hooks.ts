@@ -17,11 +17,18 @@ import { compileValidator, type Validator } from './validation';
  *   answers: the nucleus waits for every subscriber's DeferComponentUpdate, up to the update timeout,
  *   and recheckAfterMs 0 is how a component says it is ready (UpdateSystemPolicyService.getTimeToReCheck).
  */
+/** How long a component asks to postpone an update now (0: go ahead), and why. */
+export interface UpdateDeferral {
+  ms: number;
+  reason: string;
+}
+
+export const NO_DEFERRAL: UpdateDeferral = { ms: 0, reason: '' };
+
 export interface LiveConfigurable<C> {
   /** Applies a new, valid configuration without a restart. */
   applyConfiguration?(config: C): void | Promise<void>;
-  /** How long to postpone an update now (0: go ahead), and why. */
-  deferUpdate?(): Promise<{ ms: number; reason: string }> | { ms: number; reason: string };
+  deferUpdate?(): Promise<UpdateDeferral> | UpdateDeferral;
 }
 
 /** Longest total deferral of one deployment: the nucleus's own update timeout is 60 s by default. */
@@ -54,14 +61,24 @@ export class DeploymentHooks<C> {
     this.validate = compileValidator<C>(options.schema);
   }
 
-  async start(): Promise<void> {
+  /**
+   * SubscribeToComponentUpdates. Components call it before they open their store: the nucleus only
+   * asks subscribers, so a component that subscribed late could be restarted in the middle of a
+   * schema migration without being asked.
+   */
+  async watchUpdates(): Promise<void> {
     const { ipc, logger } = this.options;
-    await ipc.subscribeToValidateConfigurationUpdates((configuration, deploymentId) => void this.onValidate(configuration, deploymentId));
-    await ipc.subscribeToConfigurationUpdate([], () => this.scheduleReapply());
     await ipc.subscribeToComponentUpdates((event) => {
       if (event.kind === 'pre') void this.onPreUpdate(event.deploymentId);
       else logger.info('component update finished', { deploymentId: event.deploymentId });
     });
+  }
+
+  /** SubscribeToValidateConfigurationUpdates and SubscribeToConfigurationUpdate, once the component runs. */
+  async watchConfiguration(): Promise<void> {
+    const { ipc } = this.options;
+    await ipc.subscribeToValidateConfigurationUpdates((configuration, deploymentId) => void this.onValidate(configuration, deploymentId));
+    await ipc.subscribeToConfigurationUpdate([], () => this.scheduleReapply());
   }
 
   /** Checks a proposed configuration; structuredClone keeps ajv's defaults out of the caller's object. */
@@ -116,7 +133,7 @@ export class DeploymentHooks<C> {
     const { ipc, logger, component } = this.options;
     const maxTotal = this.options.maxTotalDeferMs ?? MAX_TOTAL_DEFER_MS;
     const deferred = this.deferredByDeployment.get(deploymentId) ?? 0;
-    let wanted = { ms: 0, reason: '' };
+    let wanted = NO_DEFERRAL;
     try {
       wanted = (await component.deferUpdate?.()) ?? wanted;
     } catch (error) {

@@ -1,4 +1,5 @@
 import { errorMessage, type Logger } from '../shared/logger';
+import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
 import type { DropReason, RetentionResult, StoreStats, StreamStore } from '../shared/store';
 
 /**
@@ -41,6 +42,8 @@ export const DEFAULT_BUFFER_CONFIG: BufferConfig = {
 
 /** Bounds for every interval: below 100 ms a tick is mostly overhead, above 1 h health goes stale. */
 const INTERVAL_RANGE = { min: 100, max: 3_600_000 };
+/** A retention pass or checkpoint takes well under a second on a device; each deferral asks for that much. */
+const UPDATE_DEFER_STEP_MS = 1000;
 
 export function validateBufferConfig(config: BufferConfig): void {
   if (!Number.isSafeInteger(config.maxStoreBytes) || config.maxStoreBytes < 1) {
@@ -158,6 +161,12 @@ export class StreamBuffer {
   /** What is running now: a retention pass (with its deletes) or a checkpoint should finish before a restart. */
   busyWith(): string[] {
     return [...this.running.keys()].filter((task) => task !== 'stats');
+  }
+
+  /** While a retention pass or a checkpoint runs, an update waits 1 s at a time (DeploymentHooks bounds the total). */
+  updateDeferral(): UpdateDeferral {
+    const busy = this.busyWith();
+    return busy.length > 0 ? { ms: UPDATE_DEFER_STEP_MS, reason: `${busy.join(' and ')} in progress on the store` } : NO_DEFERRAL;
   }
 
   /** One retention pass with all three rules; every drop is logged (warn) per stream and rule with its exact seq ranges. */

@@ -20,10 +20,7 @@ void runComponent<StreamBufferConfig>({
     return {
       metrics: () => ({ store: latest }),
       applyConfiguration: (next) => buffer.reconfigure(next),
-      deferUpdate() {
-        const busy = buffer.busyWith();
-        return busy.length > 0 ? { ms: 1000, reason: `${busy.join(' and ')} in progress on the store` } : { ms: 0, reason: '' };
-      },
+      deferUpdate: () => buffer.updateDeferral(),
       async stop() {
         await buffer.stop();
         await store.close();

@@ -88,6 +88,14 @@ export function readJsonLines<T>(path: string): T[] {
   return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as T);
 }
 
+/** A folder of recipes for a deployment's recipeDirectoryPath. */
+export function recipeFolder(fixture: RuntimeFixture, name: string, recipes: Array<Record<string, unknown>>): string {
+  const folder = join(fixture.root, name);
+  mkdirSync(folder, { recursive: true });
+  for (const recipe of recipes) writeFileSync(join(folder, `${recipe.ComponentName}-${recipe.ComponentVersion}.yaml`), YAML.stringify(recipe));
+  return folder;
+}
+
 /** The test's own SDK client, as the local Greengrass CLI principal (token from cli_ipc_info). */
 export async function cliClient(fixture: RuntimeFixture): Promise<GreengrassIpc> {
   const info = JSON.parse(readFileSync(join(fixture.root, 'gg', 'cli_ipc_info', 'ipc.json'), 'utf8')) as { socketPath: string; token: string };

@@ -1,15 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { checkEnvelope, checkLoss, type Envelope, type LossReport } from '../../components/shared/envelope';
+import { DeploymentHooks } from '../../components/shared/deployment-hooks';
 import { GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
 import { StreamStore } from '../../components/shared/store';
 import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
 import { Publisher, type PublisherConfig } from '../../components/mqtt-publisher/publisher';
 import { startEmbeddedBroker } from '../../runtime/broker';
-import { startRuntime, tempRoot, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { cliClient, deployAndWait, peerRun, recipeFolder, startRuntime, tempRoot, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
 import { freePort } from '../helpers/mosquitto';
 
 const THING = 'test-thing';
@@ -204,6 +206,54 @@ test('records dropped by retention are reported to the cloud as exact ranges wit
       await stop();
     }
   } finally {
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('the publisher holds a component update while records await the cloud ack, for a bounded time, and not once they are acknowledged', { timeout: 60_000 }, async () => {
+  const other = (label: string, version: string) => testRecipe('test.Other', peerRun(`starts ${label}`), {}, { ComponentVersion: version });
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl), other('v1', '1.0.0')], { thingName: THING, deployments: { settleMs: 300 } });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  const { ipc, publisher, stop } = await publisherOn(fixture, store);
+  const budgetMs = 3000;
+  const hooks = new DeploymentHooks<PublisherConfig>({
+    ipc,
+    logger,
+    schema: { type: 'object' },
+    current: () => config,
+    onValidConfiguration: async () => undefined,
+    component: { deferUpdate: () => publisher.updateDeferral() },
+    maxTotalDeferMs: budgetMs,
+  });
+  await hooks.watchUpdates();
+  const cli = await cliClient(fixture);
+  try {
+    await seed(store, 'door-cycle', 5);
+    await waitFor('5 records at the cloud', () => seqsOf(cloud.envelopes, 'door-cycle').length >= 5);
+    const inFlight = await publisher.updateDeferral();
+    assert.ok(inFlight.ms > 0);
+    assert.match(inFlight.reason, /5 records in flight, waiting for the cloud's acks/);
+    await waitFor('test.Other up', () => existsSync(join(fixture.workOf('test.Other'), 'subscribed')));
+
+    const started = Date.now();
+    const held = await deployAndWait(cli, { recipeDirectoryPath: recipeFolder(fixture, 'v2', [other('v2', '1.1.0')]), rootComponentVersionsToAdd: { 'test.Other': '1.1.0' } });
+    const heldMs = Date.now() - started;
+    assert.equal(held.status, 'SUCCEEDED', 'the deferral is bounded: the update goes ahead once the budget is spent');
+    assert.ok(heldMs >= budgetMs - 100, `the update waited out the ${budgetMs} ms budget (${heldMs} ms)`);
+    assert.equal(hooks.metrics.updatesDeferred, 2, 'a 2 s deferral, then the last 1 s of the budget, then "ready"');
+
+    await ack(cloud.client, { stream: 'door-cycle', epoch: store.epoch, watermark: 5 });
+    await waitFor('acked', () => publisher.metrics.acksApplied >= 1);
+    assert.deepEqual(await publisher.updateDeferral(), { ms: 0, reason: '' }, 'nothing in flight');
+    const free = await deployAndWait(cli, { recipeDirectoryPath: recipeFolder(fixture, 'v3', [other('v3', '1.2.0')]), rootComponentVersionsToAdd: { 'test.Other': '1.2.0' } });
+    assert.equal(free.status, 'SUCCEEDED');
+    assert.equal(hooks.metrics.updatesDeferred, 2, 'not deferred again');
+  } finally {
+    await cli.close();
+    await stop();
     cloud.client.end(true);
     await store.close();
     await fixture.stop();

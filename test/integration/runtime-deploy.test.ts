@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import YAML from 'yaml';
-import { cliClient, deployAndWait, DIST, peerRun, readJsonLines, startRuntime, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { cliClient, deployAndWait, DIST, peerRun, readJsonLines, recipeFolder, startRuntime, testRecipe, waitFor } from '../helpers/runtime-fixture';
 
 // Deployments of new component versions over the SDK client: notify-and-defer, update, rollback,
 // and the deploy script.
@@ -17,14 +16,6 @@ interface Line {
   deploymentId?: string;
 }
 
-
-/** A folder of recipes for a deployment's recipeDirectoryPath. */
-function recipeFolder(fixture: RuntimeFixture, name: string, recipes: Array<Record<string, unknown>>): string {
-  const folder = join(fixture.root, name);
-  mkdirSync(folder, { recursive: true });
-  for (const recipe of recipes) writeFileSync(join(folder, `${recipe.ComponentName}-${recipe.ComponentVersion}.yaml`), YAML.stringify(recipe));
-  return folder;
-}
 
 test('a new version is installed after the component deferred once; every subscriber got the pre-update events and then the post-update event', { timeout: 20_000 }, async () => {
   const deferMs = 1500;

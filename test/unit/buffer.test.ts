@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import sqlite3 from 'sqlite3';
 import winston from 'winston';
 import YAML from 'yaml';
 import { StreamStore, type AppendInput } from '../../components/shared/store';
@@ -309,6 +310,33 @@ test('retention runs the disk guard with minFreeDiskBytes and logs its drops', a
     const off = new StreamBuffer(store, { ...FAST, minFreeDiskBytes: 0 }, logger, async () => {}, { freeBytes: () => 0 });
     assert.equal((await off.runRetentionOnce()).dropped, 0);
   } finally {
+    await store.close();
+  }
+});
+
+test('an update is deferred while a checkpoint runs, with the reason, and not once it has finished', async () => {
+  const path = join(mkdtempSync(join(tmpdir(), 'buffer-test-')), 'store.db');
+  const { logger } = captureLogger();
+  const store = await StreamStore.open(path, { owner: true, logger, busyTimeoutMs: 20_000 });
+  // Another process's writer holds the write lock, so the TRUNCATE checkpoint waits on it.
+  const writer = new sqlite3.Database(path);
+  const run = (sql: string) => new Promise<void>((resolve, reject) => writer.run(sql, (error: Error | null) => (error ? reject(error) : resolve())));
+  const buffer = new StreamBuffer(store, { ...FAST, retentionIntervalMs: 3_600_000, statsIntervalMs: 3_600_000, checkpointIntervalMs: 100 }, logger, async () => {});
+  try {
+    await store.append(records('motor', 1, 10));
+    assert.deepEqual(buffer.updateDeferral(), { ms: 0, reason: '' }, 'nothing runs before start');
+    await run('BEGIN IMMEDIATE');
+    buffer.start();
+    await until(() => buffer.busyWith().includes('checkpoint'));
+    const deferral = buffer.updateDeferral();
+    assert.ok(deferral.ms > 0, 'a running checkpoint asks for time');
+    assert.match(deferral.reason, /checkpoint in progress on the store/);
+    await run('COMMIT');
+    await until(() => buffer.busyWith().length === 0);
+    assert.deepEqual(buffer.updateDeferral(), { ms: 0, reason: '' });
+  } finally {
+    await new Promise<void>((resolve) => writer.close(() => resolve()));
+    await buffer.stop();
     await store.close();
   }
 });
