@@ -4,7 +4,7 @@ import { GAPS_PREFIX, parseGapKey, parseRecordKey, RECORDS_PREFIX } from './keys
 /** An inclusive [from, to] range of sequence numbers. */
 export type SeqRange = [number, number];
 
-/** The ack schema (components/shared/schemas/ack.schema.json) allows at most 100 gaps. */
+/** The ack schema (components/shared/schemas/ack.v1.schema.json) allows at most 100 gaps. */
 export const MAX_GAPS = 100;
 
 /**

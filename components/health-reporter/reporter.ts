@@ -1,7 +1,7 @@
 import { freemem, loadavg, totalmem, cpus } from 'node:os';
 import { statfsSync } from 'node:fs';
 import { errorMessage, type Logger } from '../shared/logger';
-import heartbeatSchema from '../shared/schemas/heartbeat.schema.json';
+import heartbeatSchema from '../shared/schemas/heartbeat.v1.schema.json';
 import { compileValidator } from '../shared/validation';
 
 /**

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import envelopeSchema from './schemas/envelope.schema.json';
-import ackSchema from './schemas/ack.schema.json';
-import backfillSchema from './schemas/backfill.schema.json';
-import lossSchema from './schemas/loss.schema.json';
-import epochSchema from './schemas/epoch.schema.json';
+import envelopeSchema from './schemas/envelope.v1.schema.json';
+import ackSchema from './schemas/ack.v1.schema.json';
+import backfillSchema from './schemas/backfill.v1.schema.json';
+import lossSchema from './schemas/loss.v1.schema.json';
+import epochSchema from './schemas/epoch.v1.schema.json';
 import { compileValidator } from './validation';
 
 export const ENVELOPE_SCHEMA = 'elevator.envelope/1';
