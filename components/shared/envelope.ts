@@ -4,6 +4,7 @@ import ackSchema from './schemas/ack.v1.schema.json';
 import backfillSchema from './schemas/backfill.v1.schema.json';
 import lossSchema from './schemas/loss.v1.schema.json';
 import epochSchema from './schemas/epoch.v1.schema.json';
+import { RECORD_KINDS } from './records';
 import { compileValidator } from './validation';
 
 export const ENVELOPE_SCHEMA = 'elevator.envelope/1';
@@ -37,6 +38,8 @@ export interface Envelope {
   envelopeId: string;
   device: string;
   stream: string;
+  /** The data contract of every record's data, elevator.<stream>/<major>; absent means version 1 (records.ts). */
+  dataSchema?: string;
   epoch: string;
   seqFrom: number;
   seqTo: number;
@@ -95,6 +98,10 @@ export function recordsChecksum(records: WireRecord[]): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(records)).digest('hex')}`;
 }
 
+function dataSchemaOf(stream: string): string | undefined {
+  return RECORD_KINDS.get(stream)?.dataSchema;
+}
+
 export function buildEnvelope(device: string, stream: string, epoch: string, records: WireRecord[], now = new Date()): Envelope {
   if (records.length === 0) throw new RangeError('an envelope needs at least one record');
   for (let i = 1; i < records.length; i += 1) {
@@ -109,6 +116,7 @@ export function buildEnvelope(device: string, stream: string, epoch: string, rec
     envelopeId: `${device}/${stream}/${epoch}/${seqFrom}-${seqTo}`,
     device,
     stream,
+    ...(dataSchemaOf(stream) ? { dataSchema: dataSchemaOf(stream) } : {}),
     epoch,
     seqFrom,
     seqTo,
