@@ -47,6 +47,7 @@ describe('buildEnvelope', () => {
       envelopeId: `${DEVICE}/${STREAM}/${EPOCH}/5-7`,
       device: DEVICE,
       stream: STREAM,
+      dataSchema: 'elevator.door-cycle/1',
       epoch: EPOCH,
       seqFrom: 5,
       seqTo: 7,
