@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { errorMessage, type Logger } from '../shared/logger';
+import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../shared/records';
 import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
 import { ClockMonitor, monotonicMs } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
@@ -25,7 +26,9 @@ export interface AcquisitionMetrics {
   appended: number;
   appendBatches: number;
   appendFailures: number;
+  /** Records that failed their data contract, per stream they were meant for; each went to the quarantine stream. */
   invalid: Record<string, number>;
+  quarantined: number;
   droppedOverflow: number;
   pending: number;
   lastAppendAt: string | null;
@@ -40,15 +43,6 @@ export function scheduleOffsetMs(thingName: string, intervalMs: number): number 
   return hash.readUInt32BE(0) % Math.max(1, Math.floor(intervalMs));
 }
 
-/** Domain sanity at the boundary: every value a finite number, string or boolean; named when not. */
-export function invalidReason(record: SampledRecord): string | undefined {
-  if (!/^[a-z0-9-]{1,64}$/.test(record.stream)) return `stream "${record.stream}" is not a valid stream name`;
-  for (const [key, value] of Object.entries(record.data)) {
-    if (typeof value === 'number' && !Number.isFinite(value)) return `${record.stream}.${key} is ${value}`;
-    if (value === null || value === undefined) return `${record.stream}.${key} is missing`;
-  }
-  return undefined;
-}
 
 export { monotonicMs };
 
@@ -65,6 +59,7 @@ export class Acquisition {
     appendBatches: 0,
     appendFailures: 0,
     invalid: {},
+    quarantined: 0,
     droppedOverflow: 0,
     pending: 0,
     lastAppendAt: null,
@@ -77,6 +72,7 @@ export class Acquisition {
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
     clock?: ClockMonitor,
+    private limits: DomainLimits = DEFAULT_DOMAIN_LIMITS,
   ) {
     this.clock = clock ?? new ClockMonitor(logger);
   }
@@ -109,9 +105,10 @@ export class Acquisition {
     return this.flushing;
   }
 
-  /** New sampling settings take effect from the next tick; nothing sampled is lost. */
-  reconfigure(config: AcquisitionConfig): void {
+  /** New sampling settings and limits take effect from the next tick; nothing sampled is lost. */
+  reconfigure(config: AcquisitionConfig, limits: DomainLimits = this.limits): void {
     this.config = config;
+    this.limits = limits;
   }
 
   /** Stops sampling and writes everything sampled so far. */
@@ -124,21 +121,30 @@ export class Acquisition {
     }
   }
 
+  /**
+   * Every sampled record is checked against its data contract (records.ts). One that fails is not
+   * dropped: it goes to the quarantine stream with the reason, and travels like any other record.
+   */
   private accept(record: SampledRecord, clock: ClockSync): void {
     this.metrics.sampled += 1;
-    const reason = invalidReason(record);
-    if (reason) {
-      this.metrics.invalid[record.stream] = (this.metrics.invalid[record.stream] ?? 0) + 1;
-      this.logger.warn('sampled record failed validation; not stored', { stream: record.stream, reason, data: record.data });
-      return;
-    }
+    const checked = checkRecord(record.stream, record.data, this.limits, Date.now());
+    if (checked.ok) return this.enqueue(checked.kind.stream, checked.kind.priority, checked.data, clock);
+    const stream = typeof record.stream === 'string' ? record.stream : String(record.stream);
+    this.metrics.invalid[stream] = (this.metrics.invalid[stream] ?? 0) + 1;
+    this.metrics.quarantined += 1;
+    this.logger.warn('sampled record failed its data contract; quarantined', { stream, reason: checked.reason });
+    const quarantine = RECORD_KINDS.get(STREAM_QUARANTINE)!;
+    this.enqueue(quarantine.stream, quarantine.priority, quarantineData(record.stream, record.data, checked.reason, 'acquisition'), clock);
+  }
+
+  private enqueue(stream: string, priority: number, data: Record<string, unknown>, clock: ClockSync): void {
     if (this.pending.length >= this.config.maxPendingRecords) {
       // Memory is bounded; the oldest unstored record goes, and the loss is counted and logged.
       const dropped = this.pending.shift()!;
       this.metrics.droppedOverflow += 1;
       this.logger.error('store unavailable too long; dropping the oldest unstored sample', { stream: dropped.stream, maxPendingRecords: this.config.maxPendingRecords });
     }
-    this.pending.push({ stream: record.stream, priority: record.priority, time: Date.now(), mono: monotonicMs(), data: record.data, clock });
+    this.pending.push({ stream, priority, time: Date.now(), mono: monotonicMs(), data, clock });
     this.metrics.pending = this.pending.length;
   }
 

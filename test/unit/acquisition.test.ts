@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Acquisition, invalidReason, monotonicMs, scheduleOffsetMs, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
+import { Acquisition, monotonicMs, scheduleOffsetMs, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
 import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
 import { StreamStore } from '../../components/shared/store';
 import { captureLogger } from '../helpers/capture-logger';
@@ -28,12 +28,36 @@ class EndlessSource implements SensorSource {
   }
 }
 
+/** A valid motor record (motor.v1); currentA carries i, so a test can tell records apart. */
 function motor(i: number): SampledRecord {
-  return { stream: 'motor', priority: 1, data: { i, currentA: 0.5 + i / 100, state: 'idle' } };
+  return { stream: 'motor', priority: 1, data: { carState: 'idle', currentA: i, temperatureC: 31.5, vibrationMmS: 0.12 } };
 }
 
+const QUALITY = { samples: 140, missingSamples: 0, outOfRangeSamples: 0, stuckSignals: [] };
+
+/** A valid run record (run.v1); toFloor carries i. */
+const RUNS_START = Date.now() - 60_000;
+
 function run(i: number): SampledRecord {
-  return { stream: 'run', priority: 2, data: { i, fromFloor: 0, toFloor: 3, durationMs: 7000 } };
+  const startTime = RUNS_START;
+  return {
+    stream: 'run',
+    priority: 2,
+    data: {
+      fromFloor: 0,
+      toFloor: i,
+      direction: 'up',
+      startTime,
+      stopTime: startTime + 7000,
+      durationMs: 7000,
+      distanceM: 3.2 * i,
+      peakSpeedMps: 1.6,
+      peakAccelMps2: 0.8,
+      peakJerkMps3: 1.2,
+      levelingErrorMm: 1.5,
+      quality: QUALITY,
+    },
+  };
 }
 
 const CONFIG: AcquisitionConfig = { sampleIntervalMs: 100, jitterFraction: 0.1, maxBatchRecords: 200, maxPendingRecords: 1000 };
@@ -66,8 +90,8 @@ describe('Acquisition: storing valid records', () => {
     await acquisition.flush();
     const motors = await store.readPending('motor', 100, ALL);
     const runs = await store.readPending('run', 100, ALL);
-    assert.deepEqual(motors.map((r) => [r.seq, r.data.i, r.priority]), [[1, 1, 1], [2, 2, 1], [3, 3, 1]]);
-    assert.deepEqual(runs.map((r) => [r.seq, r.data.i, r.priority]), [[1, 1, 2], [2, 2, 2]]);
+    assert.deepEqual(motors.map((r) => [r.seq, r.data.currentA, r.priority]), [[1, 1, 1], [2, 2, 1], [3, 3, 1]]);
+    assert.deepEqual(runs.map((r) => [r.seq, r.data.toFloor, r.priority]), [[1, 1, 2], [2, 2, 2]]);
     assert.deepEqual(runs[1].data, run(2).data);
     assert.deepEqual(await store.streams(), ['motor', 'run']);
   });
@@ -128,41 +152,60 @@ describe('Acquisition: storing valid records', () => {
 });
 
 describe('Acquisition: invalid records', () => {
-  test('a record with NaN, Infinity, null or undefined is counted in metrics.invalid per stream and not stored', async () => {
+  test('a record with NaN, Infinity, null or a missing field is quarantined with its reason, counted per stream, and the valid ones are stored', async () => {
     const store = await openStore();
     const { logger, entries } = captureLogger();
     const bad: SampledRecord[] = [
-      { stream: 'motor', priority: 1, data: { currentA: Number.NaN } },
-      { stream: 'motor', priority: 1, data: { currentA: Number.POSITIVE_INFINITY } },
-      { stream: 'run', priority: 2, data: { durationMs: null } },
-      { stream: 'run', priority: 2, data: { durationMs: undefined } },
+      { stream: 'motor', priority: 1, data: { ...motor(9).data, currentA: Number.NaN } },
+      { stream: 'motor', priority: 1, data: { ...motor(9).data, temperatureC: Number.POSITIVE_INFINITY } },
+      { stream: 'run', priority: 2, data: { ...run(4).data, durationMs: null } },
+      { stream: 'run', priority: 2, data: { ...run(4).data, durationMs: undefined } },
     ];
     const acquisition = new Acquisition(new ScriptedSource([[motor(1), ...bad, motor(2)]]), store, CONFIG, logger);
     acquisition.sampleOnce();
     await acquisition.flush();
     assert.deepEqual(acquisition.metrics.invalid, { motor: 2, run: 2 });
+    assert.equal(acquisition.metrics.quarantined, 4);
     assert.equal(acquisition.metrics.sampled, 6);
-    assert.equal(acquisition.metrics.appended, 2);
-    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.i]), [[1, 1], [2, 2]]);
-    assert.deepEqual(await store.streams(), ['motor'], 'no run record reached the store');
-    assert.equal(entries.filter((e) => e.level === 'warn' && e.message === 'sampled record failed validation; not stored').length, 4);
+    assert.equal(acquisition.metrics.appended, 6, 'every sampled record is stored: two in motor, four in quarantine');
+    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.currentA]), [[1, 1], [2, 2]]);
+    assert.deepEqual(await store.streams(), ['motor', 'quarantine'], 'no run record reached the run stream');
+    const quarantined = await store.readPending('quarantine', 100, ALL);
+    assert.deepEqual(
+      quarantined.map((r) => [r.data.stream, r.data.detectedBy, r.priority]),
+      [['motor', 'acquisition', 2], ['motor', 'acquisition', 2], ['run', 'acquisition', 2], ['run', 'acquisition', 2]],
+    );
+    assert.match(String(quarantined[0].data.reason), /motor: \/currentA is NaN/);
+    assert.equal((quarantined[0].data.value as Record<string, unknown>).currentA, 'NaN', 'the bad value travels as text');
+    assert.match(String(quarantined[1].data.reason), /\/temperatureC is Infinity/);
+    assert.match(String(quarantined[2].data.reason), /\/durationMs must be number/);
+    assert.match(String(quarantined[3].data.reason), /must have required property 'durationMs'/);
+    assert.equal(entries.filter((e) => e.level === 'warn' && e.message === 'sampled record failed its data contract; quarantined').length, 4);
   });
 
-  test('a record with an invalid stream name is counted invalid under that name and not stored', async () => {
+  test('impossible values are quarantined: a negative duration, a speed above 1.5 x rated, a time far in the future, wrong units, an unknown stream', async () => {
     const store = await openStore();
-    const acquisition = new Acquisition(new ScriptedSource([[{ stream: 'Bad Stream', priority: 1, data: { x: 1 } }]]), store, CONFIG, captureLogger().logger);
+    const now = Date.now();
+    const bad: SampledRecord[] = [
+      { stream: 'run', priority: 2, data: { ...run(2).data, startTime: now - 1000, stopTime: now - 5000 } },
+      { stream: 'run', priority: 2, data: { ...run(2).data, peakSpeedMps: 2.41 } },
+      { stream: 'run', priority: 2, data: { ...run(2).data, startTime: now + 3_600_000, stopTime: now + 3_607_000 } },
+      // Kelvin where Celsius is due.
+      { stream: 'motor', priority: 1, data: { ...motor(1).data, temperatureC: 310.2 } },
+      { stream: 'Bad Stream', priority: 1, data: { x: 1 } },
+    ];
+    const acquisition = new Acquisition(new ScriptedSource([[...bad, run(3)]]), store, CONFIG, captureLogger().logger, Math.random, undefined, { ratedSpeedMps: 1.6, maxFutureMs: 60_000 });
     acquisition.sampleOnce();
     await acquisition.flush();
-    assert.deepEqual(acquisition.metrics.invalid, { 'Bad Stream': 1 });
-    assert.deepEqual(await store.streams(), []);
-  });
-
-  test('invalidReason names the stream and field', () => {
-    assert.equal(invalidReason({ stream: 'motor', priority: 1, data: { currentA: Number.NaN } }), 'motor.currentA is NaN');
-    assert.equal(invalidReason({ stream: 'run', priority: 2, data: { durationMs: null } }), 'run.durationMs is missing');
-    assert.equal(invalidReason({ stream: 'UPPER', priority: 2, data: {} }), 'stream "UPPER" is not a valid stream name');
-    assert.equal(invalidReason(motor(1)), undefined);
-    assert.equal(invalidReason({ stream: 'door-cycle', priority: 2, data: { obstructed: false, floor: 0, note: '' } }), undefined);
+    const reasons = (await store.readPending('quarantine', 100, ALL)).map((r) => String(r.data.reason));
+    assert.equal(reasons.length, 5);
+    assert.match(reasons[0], /\/stopTime is before \/startTime \(a negative duration\)/);
+    assert.match(reasons[1], /\/peakSpeedMps 2\.41 m\/s is above 1\.5 x the rated speed of 1\.6 m\/s/);
+    assert.match(reasons[2], /\/stopTime .* is more than 60000 ms ahead of the device clock/);
+    assert.match(reasons[3], /\/temperatureC must be <= 200/);
+    assert.match(reasons[4], /stream "Bad Stream" has no data contract/);
+    assert.deepEqual(acquisition.metrics.invalid, { run: 3, motor: 1, 'Bad Stream': 1 });
+    assert.deepEqual((await store.readPending('run', 100, ALL)).map((r) => r.data.toFloor), [3], 'the valid run still got through');
   });
 });
 
@@ -257,7 +300,7 @@ describe('Acquisition: store unavailable', () => {
     assert.equal(acquisition.metrics.pending, 0);
     assert.equal(acquisition.metrics.appended, 3);
     assert.equal(acquisition.metrics.droppedOverflow, 2);
-    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.i]), [[1, 3], [2, 4], [3, 5]]);
+    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.currentA]), [[1, 3], [2, 4], [3, 5]]);
   });
 });
 
