@@ -22,7 +22,8 @@ import { createLogger, errorMessage, type Logger } from '../components/shared/lo
 import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
-import { EPOCHS_PREFIX, epochKey, gapKey, healthKey, MAX_KEY_SEQ, recordKey, rejectedKey, STATUS_KEY } from './keys';
+import { EPOCHS_PREFIX, epochKey, gapKey, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
+import { checkRecord, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../components/shared/records';
 import { Ledger, MAX_GAPS, type SeqRange } from './ledger';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
@@ -36,6 +37,13 @@ export const DEFAULT_GAP_CHECK_INTERVAL_MS = 1_000;
 /** First wait before asking again for the same gap; doubles up to MAX_BACKFILL_RETRY_MS. */
 export const DEFAULT_BACKFILL_RETRY_MS = 30_000;
 export const MAX_BACKFILL_RETRY_MS = 5 * 60_000;
+/**
+ * The cloud cannot know each car's rated speed; it holds records to the fastest car the fleet may
+ * have (10 m/s is a fast high-rise car) and leaves the exact check to the device, which knows.
+ */
+export const FLEET_DOMAIN_LIMITS: DomainLimits = { ratedSpeedMps: 10, maxFutureMs: 5 * 60_000 };
+/** A device clock this far from the receive time is flagged: NTP keeps healthy devices within a second. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 /** A rejected oversized message keeps only its head: the reason says why, the rest is noise. */
 export const REJECTED_PAYLOAD_HEAD_BYTES = 4096;
 
@@ -62,6 +70,10 @@ export interface CloudIngestOptions {
   gapCheckIntervalMs?: number;
   backfillRetryMs?: number;
   maxBackfillRecords?: number;
+  /** Limits for the record checks (records.ts); the default holds every car of the fleet. */
+  domainLimits?: DomainLimits;
+  /** |receive time - envelope sentAt| above this flags the device's clock as skewed. */
+  maxClockSkewMs?: number;
   now?: () => Date;
 }
 
@@ -87,6 +99,14 @@ export interface IngestStats {
   /** Epoch reports whose old file was unreadable: a loss of unknown size. */
   epochLossUnknown: number;
   backfillRequests: number;
+  /** Archived records that broke their data contract, per stream; each is in quarantine/ with its reason. */
+  invalidRecords: Record<string, number>;
+  /** Records devices quarantined themselves (stream quarantine), archived like any other. */
+  deviceQuarantined: number;
+  /** Envelopes whose sentAt was further than maxClockSkewMs from the receive time. */
+  clockSkewFlags: number;
+  /** Devices whose last envelope showed a skewed clock. */
+  devicesSkewed: string[];
 }
 
 type Outcome = { ok: true } | { ok: false; reason: string };
@@ -138,7 +158,14 @@ export class CloudIngest {
   /** Epochs a device has declared replaced: nothing more will come, so no backfill is asked. */
   private readonly closedEpochs = new Set<string>();
 
-  private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected'> = {
+  private readonly domainLimits: DomainLimits;
+  private readonly maxClockSkewMs: number;
+  private readonly invalidByStream = new Map<string, number>();
+  private readonly skewedDevices = new Set<string>();
+
+  private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected' | 'invalidRecords' | 'devicesSkewed'> = {
+    deviceQuarantined: 0,
+    clockSkewFlags: 0,
     lossReports: 0,
     epochReports: 0,
     epochLoss: 0,
@@ -179,6 +206,8 @@ export class CloudIngest {
     this.gapCheckIntervalMs = nonNegative('gapCheckIntervalMs', options.gapCheckIntervalMs ?? DEFAULT_GAP_CHECK_INTERVAL_MS);
     this.backfillRetryMs = nonNegative('backfillRetryMs', options.backfillRetryMs ?? DEFAULT_BACKFILL_RETRY_MS);
     this.maxBackfillRecords = Math.min(MAX_BACKFILL_RECORDS, Math.max(1, options.maxBackfillRecords ?? MAX_BACKFILL_RECORDS));
+    this.domainLimits = options.domainLimits ?? FLEET_DOMAIN_LIMITS;
+    this.maxClockSkewMs = nonNegative('maxClockSkewMs', options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
     this.startedAt = this.now();
     if (options.client) {
       this.client = options.client;
@@ -261,7 +290,13 @@ export class CloudIngest {
   }
 
   stats(): IngestStats {
-    return { ...this.counters, rejected: Object.fromEntries(this.rejectedByReason), inFlight: this.inFlight };
+    return {
+      ...this.counters,
+      rejected: Object.fromEntries(this.rejectedByReason),
+      invalidRecords: Object.fromEntries(this.invalidByStream),
+      devicesSkewed: [...this.skewedDevices].sort(),
+      inFlight: this.inFlight,
+    };
   }
 
   /** Watermark and gaps as the next ack would report them; undefined for a stream never archived. */
@@ -355,6 +390,7 @@ export class CloudIngest {
       this.logger.warn('envelopeId does not follow the contract', { topic, envelopeId: envelope.envelopeId, expected: expectedId });
     }
     this.counters.accepted += 1;
+    this.checkClock(envelope, receivedAt);
     const outcome = await this.archiveEnvelope(envelope, receivedAt);
     if (outcome.ok) this.scheduleAck(envelope.device, envelope.stream, envelope.epoch);
   }
@@ -368,8 +404,14 @@ export class CloudIngest {
       const seqFrom = run[0].seq;
       const seqTo = run[run.length - 1].seq;
       const key = recordKey(envelope.device, envelope.stream, envelope.epoch, seqFrom, seqTo);
-      const body = recordRunBody(envelope, run, receivedAt);
+      const invalid = this.invalidRecords(envelope, run);
+      const body = recordRunBody(envelope, run, receivedAt, invalid);
       try {
+        // The quarantine object first: a crash between the two puts leaves no run archived without it.
+        if (invalid.length > 0) {
+          const quarantine = quarantineBody(envelope, run, invalid, receivedAt);
+          await this.withRetries(() => this.archive.put(quarantineKey(envelope.device, envelope.stream, envelope.epoch, seqFrom, seqTo), quarantine));
+        }
         await this.withRetries(() => this.archive.put(key, body));
       } catch (error) {
         this.counters.archiveErrors += 1;
@@ -385,8 +427,53 @@ export class CloudIngest {
       ledger.add(seqFrom, seqTo);
       this.counters.recordsArchived += run.length;
       this.counters.objectsWritten += 1;
+      if (envelope.stream === STREAM_QUARANTINE) this.counters.deviceQuarantined += run.length - invalid.length;
+      if (invalid.length > 0) {
+        this.invalidByStream.set(envelope.stream, (this.invalidByStream.get(envelope.stream) ?? 0) + invalid.length);
+        this.logger.warn('records broke their data contract; archived and quarantined', {
+          device: envelope.device,
+          stream: envelope.stream,
+          epoch: envelope.epoch,
+          invalid: invalid.length,
+          first: invalid[0],
+        });
+      }
     }
     return { ok: true };
+  }
+
+  /**
+   * Records that break their stream's data contract. They are still archived, since the device
+   * sent them and the sequence accounting must not see a hole, but each is named with its reason
+   * in the run object and in quarantine/. Times are judged against the device's own clock
+   * (sentAt), so a skewed device clock is flagged once (checkClock), not as bad data.
+   */
+  private invalidRecords(envelope: Envelope, run: WireRecord[]): Array<{ seq: number; reason: string }> {
+    const expected = RECORD_KINDS.get(envelope.stream)?.dataSchema;
+    if (envelope.dataSchema !== undefined && envelope.dataSchema !== expected) {
+      const reason = `dataSchema ${envelope.dataSchema} is not a contract this ingest knows for stream ${envelope.stream} (it knows ${expected ?? 'none'})`;
+      return run.map((record) => ({ seq: record.seq, reason }));
+    }
+    const deviceNow = Date.parse(envelope.sentAt);
+    const invalid: Array<{ seq: number; reason: string }> = [];
+    for (const record of run) {
+      const checked = checkRecord(envelope.stream, record.data, this.domainLimits, deviceNow);
+      if (!checked.ok) invalid.push({ seq: record.seq, reason: checked.reason });
+    }
+    return invalid;
+  }
+
+  /** Device time against receive time: a device whose clock is off is flagged when it goes off and when it comes back. */
+  private checkClock(envelope: Envelope, receivedAt: Date): void {
+    const skewMs = Date.parse(envelope.sentAt) - receivedAt.getTime();
+    const skewed = Math.abs(skewMs) > this.maxClockSkewMs;
+    if (skewed) this.counters.clockSkewFlags += 1;
+    if (skewed && !this.skewedDevices.has(envelope.device)) {
+      this.skewedDevices.add(envelope.device);
+      this.logger.warn('device clock skew', { device: envelope.device, skewMs, maxClockSkewMs: this.maxClockSkewMs, envelopeId: envelope.envelopeId });
+    } else if (!skewed && this.skewedDevices.delete(envelope.device)) {
+      this.logger.info('device clock back within bounds', { device: envelope.device, skewMs });
+    }
   }
 
   private async storeHealth(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
@@ -650,16 +737,31 @@ export class CloudIngest {
 }
 
 /** The object stored for one contiguous run; the key names the same run. */
-function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date): string {
+function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date, invalid: Array<{ seq: number; reason: string }>): string {
   return JSON.stringify({
     device: envelope.device,
     stream: envelope.stream,
+    ...(envelope.dataSchema ? { dataSchema: envelope.dataSchema } : {}),
     epoch: envelope.epoch,
     seqFrom: run[0].seq,
     seqTo: run[run.length - 1].seq,
     envelopeId: envelope.envelopeId,
     receivedAt: receivedAt.toISOString(),
+    ...(invalid.length > 0 ? { invalid } : {}),
     records: run,
+  });
+}
+
+function quarantineBody(envelope: Envelope, run: WireRecord[], invalid: Array<{ seq: number; reason: string }>, receivedAt: Date): string {
+  const bySeq = new Map(run.map((record) => [record.seq, record]));
+  return JSON.stringify({
+    device: envelope.device,
+    stream: envelope.stream,
+    epoch: envelope.epoch,
+    envelopeId: envelope.envelopeId,
+    receivedAt: receivedAt.toISOString(),
+    detectedBy: 'cloud',
+    records: invalid.map(({ seq, reason }) => ({ reason, ...bySeq.get(seq)! })),
   });
 }
 

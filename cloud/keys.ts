@@ -7,6 +7,7 @@
  *   gaps/<device>/<stream>/<epoch>/<seqFrom:12>-<seqTo:12>.json      a permanent gap and its reason
  *   epochs/<device>/<epoch>.json                                     an epoch report from the device
  *   health/<device>/latest.json                                      last health message per device
+ *   quarantine/<device>/<stream>/<epoch>/<seqFrom:12>-<seqTo:12>.json records of an archived run that broke their data contract, with reasons
  *   rejected/<YYYY-MM-DD>/<uuid>.json                                a rejected message and its reason
  *   _status/ingest.json                                              the ingest's counters
  */
@@ -16,6 +17,7 @@ export const GAPS_PREFIX = 'gaps/';
 export const EPOCHS_PREFIX = 'epochs/';
 export const HEALTH_PREFIX = 'health/';
 export const REJECTED_PREFIX = 'rejected/';
+export const QUARANTINE_PREFIX = 'quarantine/';
 export const STATUS_KEY = '_status/ingest.json';
 
 /** Zero-padded so that lexicographic key order (how S3 lists) equals numeric sequence order. */
@@ -82,6 +84,11 @@ function rangeKey(prefix: string, device: string, stream: string, epoch: string,
 
 export function recordKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
   return rangeKey(RECORDS_PREFIX, device, stream, epoch, seqFrom, seqTo);
+}
+
+/** Same range as the records object it annotates, so a resent envelope rewrites it identically. */
+export function quarantineKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
+  return rangeKey(QUARANTINE_PREFIX, device, stream, epoch, seqFrom, seqTo);
 }
 
 export function gapKey(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {

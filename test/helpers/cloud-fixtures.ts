@@ -14,17 +14,39 @@ export const DEVICE = 'elevator-0001';
 export const STREAM = 'door-cycle';
 export const EPOCH = '0f8fad5b-d9cb-469f-a165-70867728950e';
 
+/** A valid door-cycle.v1 record's data, derived from seq so that two calls give identical bytes. */
+export function doorCycleData(seq: number): Record<string, unknown> {
+  const openStartTime = 1_700_000_000_000 + seq * 1000;
+  const openingMs = 2000 + (seq % 500);
+  return {
+    floor: seq % 12,
+    openStartTime,
+    closeEndTime: openStartTime + openingMs + 3000 + 2600,
+    openingMs,
+    dwellMs: 3000,
+    closingMs: 2600,
+    totalMs: openingMs + 3000 + 2600,
+    doorSpeedMps: Math.round((0.45 / (openingMs / 1000)) * 1000) / 1000,
+    reversals: 0,
+    obstructions: 0,
+    quality: { samples: 100, missingSamples: 0, outOfRangeSamples: 0, stuckSignals: [] },
+  };
+}
+
 /** Records from..to with data derived from seq, so two calls give identical bytes. */
 export function makeRecords(from: number, to: number): WireRecord[] {
   const records: WireRecord[] = [];
   for (let seq = from; seq <= to; seq += 1) {
-    records.push({ seq, time: 1_700_000_000_000 + seq * 1000, mono: seq * 1000.5, data: { doorId: 'front', openMs: 2000 + seq, speed: 0.25 + seq / 1000 } });
+    records.push({ seq, time: 1_700_000_000_000 + seq * 1000, mono: seq * 1000.5, data: doorCycleData(seq) });
   }
   return records;
 }
 
+/** One send time per test run: envelopes built twice are byte-identical, and no device clock looks skewed. */
+const SENT_AT = new Date();
+
 export function makeEnvelope(from: number, to: number, ids: { device?: string; stream?: string; epoch?: string } = {}): Envelope {
-  return buildEnvelope(ids.device ?? DEVICE, ids.stream ?? STREAM, ids.epoch ?? EPOCH, makeRecords(from, to), new Date('2025-01-01T00:00:00Z'));
+  return buildEnvelope(ids.device ?? DEVICE, ids.stream ?? STREAM, ids.epoch ?? EPOCH, makeRecords(from, to), SENT_AT);
 }
 
 export async function tempDir(prefix = 'cloud-test-'): Promise<{ path: string; remove(): Promise<void> }> {

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { checkAck } from '../../components/shared/envelope';
+import { buildEnvelope, checkAck } from '../../components/shared/envelope';
 import { dataTopic } from '../../components/shared/topics';
 import type { ArchiveBackend } from '../../cloud/archive';
 import { LocalFolderArchive } from '../../cloud/archive';
 import { auditArchive } from '../../cloud/audit';
-import { healthKey, recordKey, STATUS_KEY } from '../../cloud/keys';
+import { healthKey, quarantineKey, recordKey, STATUS_KEY } from '../../cloud/keys';
 import { CloudIngest, MAX_PAYLOAD_BYTES } from '../../cloud/ingest';
 import { startEmbeddedBroker } from '../../runtime/broker';
-import { captureLogger, delay, DEVICE, EPOCH, FakeDevice, makeEnvelope, startHarness, STREAM, tempDir, waitUntil, type Harness } from '../helpers/cloud-fixtures';
+import { captureLogger, delay, DEVICE, EPOCH, FakeDevice, makeEnvelope, makeRecords, startHarness, STREAM, tempDir, waitUntil, type Harness } from '../helpers/cloud-fixtures';
 
 async function withHarness(body: (h: Harness) => Promise<void>, options: Parameters<typeof startHarness>[0] = {}): Promise<void> {
   const h = await startHarness(options);
@@ -351,3 +351,73 @@ function slowArchive(inner: ArchiveBackend, ms: number): ArchiveBackend {
     list: (prefix) => inner.list(prefix),
   };
 }
+
+describe('CloudIngest: data contracts and device clocks', () => {
+  test('records that break their data contract are archived, named in the run object, copied to quarantine/ with the reason, and counted', () =>
+    withHarness(async (h) => {
+      const records = makeRecords(1, 4);
+      records[1] = { ...records[1], data: { ...records[1].data, reversals: -2 } };
+      records[3] = { ...records[3], data: { ...records[3].data, closeEndTime: 1 } };
+      const envelope = buildEnvelope(DEVICE, STREAM, EPOCH, records);
+      await h.device.publishEnvelope(envelope);
+      await h.device.waitForAck((a) => a.watermark === 4, 'the whole range acked: the seqs were delivered');
+      const run = JSON.parse((await h.archive.get(recordKey(DEVICE, STREAM, EPOCH, 1, 4)))!.toString('utf8'));
+      assert.equal(run.records.length, 4, 'the archive holds what the device sent');
+      assert.equal(run.dataSchema, 'elevator.door-cycle/1');
+      assert.deepEqual(
+        run.invalid.map((i: { seq: number }) => i.seq),
+        [2, 4],
+      );
+      assert.match(run.invalid[0].reason, /door-cycle: \/reversals must be >= 0/);
+      assert.match(run.invalid[1].reason, /\/closeEndTime is before \/openStartTime \(a negative duration\)/);
+      const quarantine = JSON.parse((await h.archive.get(quarantineKey(DEVICE, STREAM, EPOCH, 1, 4)))!.toString('utf8'));
+      assert.equal(quarantine.detectedBy, 'cloud');
+      assert.deepEqual(
+        quarantine.records.map((r: { seq: number; reason: string }) => r.seq),
+        [2, 4],
+      );
+      assert.deepEqual(h.ingest.stats().invalidRecords, { [STREAM]: 2 });
+    }));
+
+  test('an envelope naming a data contract the ingest does not know has every record quarantined', () =>
+    withHarness(async (h) => {
+      const envelope = { ...makeEnvelope(1, 3), dataSchema: 'elevator.door-cycle/2' };
+      await h.device.publishEnvelope(envelope);
+      await h.device.waitForAck((a) => a.watermark === 3, 'ack');
+      const run = JSON.parse((await h.archive.get(recordKey(DEVICE, STREAM, EPOCH, 1, 3)))!.toString('utf8'));
+      assert.equal(run.invalid.length, 3);
+      assert.match(run.invalid[0].reason, /dataSchema elevator\.door-cycle\/2 is not a contract this ingest knows for stream door-cycle \(it knows elevator\.door-cycle\/1\)/);
+      assert.deepEqual(h.ingest.stats().invalidRecords, { [STREAM]: 3 });
+    }));
+
+  test('valid records carry no invalid list and nothing goes to quarantine/', () =>
+    withHarness(async (h) => {
+      await h.device.publishEnvelope(makeEnvelope(1, 5));
+      await h.device.waitForAck((a) => a.watermark === 5, 'ack');
+      const run = JSON.parse((await h.archive.get(recordKey(DEVICE, STREAM, EPOCH, 1, 5)))!.toString('utf8'));
+      assert.equal(run.invalid, undefined);
+      assert.deepEqual(await h.archive.list('quarantine/'), []);
+      assert.deepEqual(h.ingest.stats().invalidRecords, {});
+    }));
+
+  test('a device whose sentAt is far from the receive time is flagged once as skewed, and cleared when its clock is back', () =>
+    withHarness(
+      async (h) => {
+        const ahead = buildEnvelope(DEVICE, STREAM, EPOCH, makeRecords(1, 2), new Date(Date.now() + 10 * 60_000));
+        await h.device.publishEnvelope(ahead);
+        await h.device.waitForAck((a) => a.watermark === 2, 'ack');
+        const again = buildEnvelope(DEVICE, STREAM, EPOCH, makeRecords(3, 4), new Date(Date.now() + 10 * 60_000));
+        await h.device.publishEnvelope(again);
+        await h.device.waitForAck((a) => a.watermark === 4, 'ack');
+        assert.equal(h.ingest.stats().clockSkewFlags, 2);
+        assert.deepEqual(h.ingest.stats().devicesSkewed, [DEVICE]);
+        assert.equal(h.logs.filter((e) => e.message === 'device clock skew').length, 1, 'logged when it went off, not for every envelope');
+        assert.deepEqual(h.ingest.stats().invalidRecords, {}, 'the records are judged by the device clock, so they are not in the future');
+        await h.device.publishEnvelope(buildEnvelope(DEVICE, STREAM, EPOCH, makeRecords(5, 6), new Date()));
+        await h.device.waitForAck((a) => a.watermark === 6, 'ack');
+        assert.deepEqual(h.ingest.stats().devicesSkewed, []);
+        assert.equal(h.logs.filter((e) => e.message === 'device clock back within bounds').length, 1);
+      },
+      { maxClockSkewMs: 60_000 },
+    ));
+});
