@@ -46,6 +46,8 @@ export function scheduleOffsetMs(thingName: string, intervalMs: number): number 
 
 export { monotonicMs };
 
+const MAX_STREAM_LABEL = 64;
+
 export class Acquisition {
   private pending: AppendInput[] = [];
   private sampleTimer?: NodeJS.Timeout;
@@ -129,7 +131,8 @@ export class Acquisition {
     this.metrics.sampled += 1;
     const checked = checkRecord(record.stream, record.data, this.limits, Date.now());
     if (checked.ok) return this.enqueue(checked.kind.stream, checked.kind.priority, checked.data, clock);
-    const stream = typeof record.stream === 'string' ? record.stream : String(record.stream);
+    // A stream name from a broken source can be anything, a megabyte included: counted under a bounded label.
+    const stream = typeof record.stream === 'string' ? record.stream.slice(0, MAX_STREAM_LABEL) : `[${typeof record.stream}]`;
     this.metrics.invalid[stream] = (this.metrics.invalid[stream] ?? 0) + 1;
     this.metrics.quarantined += 1;
     this.logger.warn('sampled record failed its data contract; quarantined', { stream, reason: checked.reason });
