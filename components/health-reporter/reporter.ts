@@ -1,4 +1,5 @@
 import { freemem, loadavg, totalmem, cpus } from 'node:os';
+import { scheduleOffsetMs } from '../shared/schedule';
 import { statfsSync } from 'node:fs';
 import { errorMessage, type Logger } from '../shared/logger';
 import heartbeatSchema from '../shared/schemas/heartbeat.v1.schema.json';
@@ -46,6 +47,7 @@ const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
 export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
   private timer?: NodeJS.Timeout;
+  private phaseTimer?: NodeJS.Timeout;
   private lastStatus?: HealthStatus;
   readonly metrics = { published: 0, publishFailures: 0, heartbeatsReceived: 0, invalidHeartbeats: 0 };
 
@@ -57,23 +59,37 @@ export class HealthReporter {
     private readonly logger: Logger,
   ) {}
 
+  /** Health at once, then at this device's own phase of every interval (scheduleOffsetMs), so a fleet never reports in lock-step. */
   start(): void {
-    this.timer = setInterval(() => void this.publishNow(), this.config.publishIntervalMs);
     void this.publishNow();
+    this.schedule();
   }
 
   async stop(): Promise<void> {
+    this.clearSchedule();
+  }
+
+  private schedule(): void {
+    this.clearSchedule();
+    const interval = this.config.publishIntervalMs;
+    this.phaseTimer = setTimeout(() => {
+      void this.publishNow();
+      this.timer = setInterval(() => void this.publishNow(), interval);
+    }, scheduleOffsetMs(this.device, interval));
+  }
+
+  private clearSchedule(): void {
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
     if (this.timer) clearInterval(this.timer);
+    this.phaseTimer = undefined;
+    this.timer = undefined;
   }
 
   /** New thresholds apply to the next evaluation; a new interval restarts the timer. */
   reconfigure(config: HealthConfig): void {
-    const restart = config.publishIntervalMs !== this.config.publishIntervalMs && this.timer !== undefined;
+    const restart = config.publishIntervalMs !== this.config.publishIntervalMs && (this.timer !== undefined || this.phaseTimer !== undefined);
     this.config = config;
-    if (restart) {
-      clearInterval(this.timer);
-      this.timer = setInterval(() => void this.publishNow(), this.config.publishIntervalMs);
-    }
+    if (restart) this.schedule();
   }
 
   onHeartbeat(message: unknown, now = Date.now()): void {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { errorMessage, type Logger } from '../shared/logger';
 import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../shared/records';
 import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
@@ -34,17 +33,9 @@ export interface AcquisitionMetrics {
   lastAppendAt: string | null;
 }
 
-/**
- * A per-device offset in [0, interval): the same thing always starts at the same phase, and
- * different things spread across the interval instead of reporting in lock-step.
- */
-export function scheduleOffsetMs(thingName: string, intervalMs: number): number {
-  const hash = createHash('sha256').update(thingName).digest();
-  return hash.readUInt32BE(0) % Math.max(1, Math.floor(intervalMs));
-}
-
 
 export { monotonicMs };
+export { scheduleOffsetMs } from '../shared/schedule';
 
 const MAX_STREAM_LABEL = 64;
 

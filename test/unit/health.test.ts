@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { HealthReporter, type HealthConfig, type HealthMessage, type Heartbeat } from '../../components/health-reporter/reporter';
+import { scheduleOffsetMs } from '../../components/shared/schedule';
 
 function captureLogger(): { logger: winston.Logger; entries: Array<{ level: string; message: string; [key: string]: unknown }> } {
   const entries: Array<{ level: string; message: string }> = [];
@@ -262,8 +263,9 @@ describe('HealthReporter: publishing', () => {
     assert.equal(reporter.metrics.published, 3);
   });
 
-  test('start() publishes at once and then every publishIntervalMs; stop() ends it', async () => {
+  test('start() publishes at once, then at the device offset and every publishIntervalMs after it; stop() ends it', async () => {
     const { reporter, published } = reporterWith({ publishIntervalMs: 40 });
+    const offset = scheduleOffsetMs('elevator-0001', 40);
     const started = Date.now();
     reporter.start();
     assert.equal(published.length, 1, 'the first message goes out at once');
@@ -272,8 +274,8 @@ describe('HealthReporter: publishing', () => {
     const elapsed = Date.now() - started;
     const count = published.length;
     assert.ok(count >= 3, `published ${count} times in ${elapsed} ms at a 40 ms interval`);
-    assert.ok(elapsed >= 75, `third message after ${elapsed} ms: faster than the interval`);
-    assert.ok(count <= Math.floor(elapsed / 40) + 1, `published ${count} times in ${elapsed} ms at a 40 ms interval`);
+    assert.ok(elapsed >= offset + 35, `third message after ${elapsed} ms: faster than offset ${offset} ms + the interval`);
+    assert.ok(count <= Math.floor((elapsed - offset) / 40) + 2, `published ${count} times in ${elapsed} ms at a 40 ms interval`);
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(published.length, count);
   });
@@ -291,5 +293,30 @@ describe('HealthReporter: publishing', () => {
     await reporter.publishNow();
     assert.equal(reporter.metrics.published, 1);
     assert.equal(sent.length, 1);
+  });
+});
+
+describe('HealthReporter: reporting phase', () => {
+  test('health goes out at start, then at the device\'s own offset into each interval, so two devices do not report together', async () => {
+    const interval = 600;
+    const devices = ['elevator-0001', 'elevator-0002', 'elevator-0003', 'elevator-0004'];
+    const offsets = devices.map((d) => scheduleOffsetMs(d, interval));
+    assert.ok(new Set(offsets).size > 1, `the hash spreads these devices: ${offsets.join(', ')}`);
+    const started = Date.now();
+    const times: number[][] = devices.map(() => []);
+    const reporters = devices.map(
+      (device, i) =>
+        new HealthReporter(device, { ...CONFIG, publishIntervalMs: interval }, undefined, async () => {
+          times[i].push(Date.now() - started);
+        }, captureLogger().logger),
+    );
+    for (const reporter of reporters) reporter.start();
+    await new Promise((resolve) => setTimeout(resolve, Math.max(...offsets) + 150));
+    for (const reporter of reporters) await reporter.stop();
+    devices.forEach((device, i) => {
+      assert.ok(times[i][0] < 100, `${device}: the first message at start`);
+      assert.ok(times[i].length >= 2, `${device}: a periodic message by ${offsets[i]} ms`);
+      assert.ok(times[i][1] >= offsets[i] - 5, `${device}: the periodic one at its offset ${offsets[i]} ms, not before (${times[i][1]} ms)`);
+    });
   });
 });
