@@ -24,6 +24,8 @@ import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
 import { EPOCHS_PREFIX, epochKey, gapKey, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
 import { checkRecord, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../components/shared/records';
+import healthSchema from '../components/shared/schemas/health.v1.schema.json';
+import { compileValidator } from '../components/shared/validation';
 import { Ledger, MAX_GAPS, type SeqRange } from './ledger';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
@@ -108,6 +110,8 @@ export interface IngestStats {
   /** Devices whose last envelope showed a skewed clock. */
   devicesSkewed: string[];
 }
+
+const validateHealth = compileValidator<{ device: string }>(healthSchema);
 
 type Outcome = { ok: true } | { ok: false; reason: string };
 
@@ -479,10 +483,12 @@ export class CloudIngest {
   private async storeHealth(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
     const json = parseJson(payload);
     if (!json.ok) return this.reject(topic, payload, receivedAt, `health: ${json.reason}`);
-    if (typeof json.value !== 'object' || json.value === null || Array.isArray(json.value)) {
-      return this.reject(topic, payload, receivedAt, 'health: payload is not a JSON object');
+    const checked = validateHealth(json.value);
+    if (!checked.ok) return this.reject(topic, payload, receivedAt, `health: ${checked.reason}`);
+    if (checked.value.device !== device) {
+      return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", health says "${checked.value.device}"`);
     }
-    const body = JSON.stringify({ device, receivedAt: receivedAt.toISOString(), health: json.value });
+    const body = JSON.stringify({ device, receivedAt: receivedAt.toISOString(), health: checked.value });
     try {
       await this.withRetries(() => this.archive.put(healthKey(device), body));
       this.counters.healthStored += 1;

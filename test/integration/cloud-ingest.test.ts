@@ -165,19 +165,31 @@ describe('CloudIngest with a real broker', () => {
       assert.equal(h.device.acks.length, 0);
     }));
 
-  test('health messages keep the latest per device; a non-object health payload is rejected', () =>
+  test('health messages keep the latest per device; one that breaks health.v1 or names another device is rejected', () =>
     withHarness(async (h) => {
       const topic = dataTopic(DEVICE, 'health');
-      await h.device.publishRaw(topic, JSON.stringify({ status: 'degraded', n: 1 }));
-      await h.device.publishRaw(topic, JSON.stringify({ status: 'healthy', n: 2 }));
+      const health = (status: string, reasons: string[], device = DEVICE) => ({
+        schema: 'elevator.health/1',
+        device,
+        time: new Date().toISOString(),
+        status,
+        reasons,
+        components: {},
+        system: { loadAvg1m: 0.1, cpuCount: 2, memFreeBytes: 1e9, memTotalBytes: 2e9, diskFreeBytes: null },
+      });
+      await h.device.publishRaw(topic, JSON.stringify(health('degraded', ['backlog'])));
+      await h.device.publishRaw(topic, JSON.stringify(health('healthy', [])));
       await h.device.publishRaw(topic, '[1,2]');
-      await waitUntil(() => h.ingest.stats().received === 3, 'three health messages');
+      await h.device.publishRaw(topic, JSON.stringify({ ...health('healthy', []), status: 'fine' }));
+      await h.device.publishRaw(topic, JSON.stringify(health('healthy', [], 'elevator-0002')));
+      await waitUntil(() => h.ingest.stats().received === 5, 'five health messages');
       await h.ingest.idle();
       const latest = JSON.parse((await h.archive.get(healthKey(DEVICE)))!.toString('utf8'));
-      assert.deepEqual(latest.health, { status: 'healthy', n: 2 });
+      assert.equal(latest.health.status, 'healthy');
+      assert.deepEqual(latest.health.reasons, []);
       assert.equal(latest.device, DEVICE);
       assert.equal(h.ingest.stats().healthStored, 2);
-      assert.deepEqual(h.ingest.stats().rejected, { health: 1 });
+      assert.deepEqual(h.ingest.stats().rejected, { health: 2, 'mis-addressed': 1 });
     }));
 
   test('after a restart the ledger is rebuilt from the archive and an old envelope is a duplicate', () =>

@@ -6,6 +6,8 @@ import { Writable } from 'node:stream';
 import winston from 'winston';
 import { HealthReporter, type HealthConfig, type HealthMessage, type Heartbeat } from '../../components/health-reporter/reporter';
 import { scheduleOffsetMs } from '../../components/shared/schedule';
+import healthSchema from '../../components/shared/schemas/health.v1.schema.json';
+import { compileValidator } from '../../components/shared/validation';
 
 function captureLogger(): { logger: winston.Logger; entries: Array<{ level: string; message: string; [key: string]: unknown }> } {
   const entries: Array<{ level: string; message: string }> = [];
@@ -318,5 +320,22 @@ describe('HealthReporter: reporting phase', () => {
       assert.ok(times[i].length >= 2, `${device}: a periodic message by ${offsets[i]} ms`);
       assert.ok(times[i][1] >= offsets[i] - 5, `${device}: the periodic one at its offset ${offsets[i]} ms, not before (${times[i][1]} ms)`);
     });
+  });
+});
+
+describe('HealthReporter: contract', () => {
+  test('every health message it publishes passes health.v1, whatever the status', async () => {
+    const validate = compileValidator(healthSchema);
+    const { reporter, published } = reporterWith({ diskFreeMinBytes: 0 });
+    await reporter.publishNow();
+    for (const component of COMPONENTS) reporter.onHeartbeat(heartbeat(component, component === 'StreamBuffer' ? bufferMetrics([Date.now() - 60_000, null]) : { ok: true }));
+    await reporter.publishNow();
+    const statuses = published.map((m) => m.status);
+    assert.equal(statuses[0], 'degraded', 'every component missing');
+    assert.equal(statuses[statuses.length - 1], 'healthy', 'all of them reporting');
+    for (const message of published) {
+      const checked = validate(JSON.parse(JSON.stringify(message)));
+      assert.ok(checked.ok, checked.ok ? '' : checked.reason);
+    }
   });
 });
