@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { STREAM_QUARANTINE } from '../components/shared/records';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { auditArchive } from '../cloud/audit';
@@ -67,6 +68,10 @@ export interface PipelineSummary {
   missing: number;
   droppedByRetention: number;
   rejectedAtCloud: number;
+  /** Records the acquisition quarantined (stream quarantine): they are in produced and archived too. */
+  quarantinedOnDevice: number;
+  /** Archived records the cloud found breaking their data contract. */
+  invalidAtCloud: number;
   drained: boolean;
   epoch: string | null;
   watermarks: Record<string, number>;
@@ -252,7 +257,7 @@ export class Pipeline {
     }
   }
 
-  private ingestStatus(): { recordsArchived?: number; duplicatesDropped?: number; rejected?: Record<string, number> } {
+  private ingestStatus(): { recordsArchived?: number; duplicatesDropped?: number; rejected?: Record<string, number>; invalidRecords?: Record<string, number> } {
     const path = join(this.paths.archive, '_status', 'ingest.json');
     try {
       return JSON.parse(readFileSync(path, 'utf8'));
@@ -310,6 +315,8 @@ export class Pipeline {
       missing: sum(streams.map((s) => s.missing)),
       droppedByRetention: sum(stats.streams.map((s) => sum(Object.values(s.drops)))),
       rejectedAtCloud: sum(Object.values(ingest.rejected ?? {})),
+      quarantinedOnDevice: streams.find((s) => s.stream === STREAM_QUARANTINE)?.produced ?? 0,
+      invalidAtCloud: sum(Object.values(ingest.invalidRecords ?? {})),
       drained,
       epoch: stats.epoch,
       watermarks: Object.fromEntries(streams.map((s) => [s.stream, s.watermark])),

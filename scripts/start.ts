@@ -54,7 +54,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       [
         `produced ${summary.produced}, archived ${summary.archived}, missing ${summary.missing}, duplicates dropped ${summary.duplicatesDropped}`,
-        `dropped by retention ${summary.droppedByRetention}, rejected at the cloud ${summary.rejectedAtCloud}, drained: ${summary.drained}`,
+        `dropped by retention ${summary.droppedByRetention}, rejected at the cloud ${summary.rejectedAtCloud}, quarantined on the device ${summary.quarantinedOnDevice}, invalid at the cloud ${summary.invalidAtCloud}, drained: ${summary.drained}`,
         ...summary.streams.map((s) => `  ${s.stream.padEnd(12)} produced ${s.produced}  archived ${s.archived}  watermark ${s.watermark}  missing ${s.missing}`),
         `logs and data: ${values.root}`,
         '',

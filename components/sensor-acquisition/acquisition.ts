@@ -3,6 +3,7 @@ import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREA
 import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
 import { ClockMonitor, monotonicMs } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
+import type { RejectedInput } from './signals';
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
@@ -38,6 +39,8 @@ export { monotonicMs };
 export { scheduleOffsetMs } from '../shared/schedule';
 
 const MAX_STREAM_LABEL = 64;
+/** The label under which input that never became a record (a bad line) is counted and quarantined. */
+const SENSOR_INPUT = '[sensor input]';
 
 export class Acquisition {
   private pending: AppendInput[] = [];
@@ -90,6 +93,7 @@ export class Acquisition {
     this.lastTickAt = now;
     const clock = this.clock.check();
     for (const record of this.source.advance(elapsed)) this.accept(record, clock);
+    for (const input of this.source.takeRejected?.() ?? []) this.acceptRejectedInput(input, clock);
   }
 
   /** Appends what is pending, in batches of at most maxBatchRecords; failures keep the records. */
@@ -124,11 +128,22 @@ export class Acquisition {
     if (checked.ok) return this.enqueue(checked.kind.stream, checked.kind.priority, checked.data, clock);
     // A stream name from a broken source can be anything, a megabyte included: counted under a bounded label.
     const stream = typeof record.stream === 'string' ? record.stream.slice(0, MAX_STREAM_LABEL) : `[${typeof record.stream}]`;
-    this.metrics.invalid[stream] = (this.metrics.invalid[stream] ?? 0) + 1;
-    this.metrics.quarantined += 1;
     this.logger.warn('sampled record failed its data contract; quarantined', { stream, reason: checked.reason });
-    const quarantine = RECORD_KINDS.get(STREAM_QUARANTINE)!;
-    this.enqueue(quarantine.stream, quarantine.priority, quarantineData(record.stream, record.data, checked.reason, 'acquisition'), clock);
+    this.quarantine(stream, record.stream, record.data, checked.reason, clock);
+  }
+
+  /** Input a source could not turn into samples (a bad replay line, a bad checksum): quarantined, not dropped. */
+  private acceptRejectedInput(input: RejectedInput, clock: ClockSync): void {
+    const reason = `${input.origin}: line ${input.line}: ${input.reason}`;
+    this.logger.warn('sensor input rejected by its source; quarantined', { reason });
+    this.quarantine(SENSOR_INPUT, SENSOR_INPUT, input, reason, clock);
+  }
+
+  private quarantine(label: string, stream: unknown, value: unknown, reason: string, clock: ClockSync): void {
+    this.metrics.invalid[label] = (this.metrics.invalid[label] ?? 0) + 1;
+    this.metrics.quarantined += 1;
+    const kind = RECORD_KINDS.get(STREAM_QUARANTINE)!;
+    this.enqueue(kind.stream, kind.priority, quarantineData(stream, value, reason, 'acquisition'), clock);
   }
 
   private enqueue(stream: string, priority: number, data: Record<string, unknown>, clock: ClockSync): void {

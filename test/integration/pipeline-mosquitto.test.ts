@@ -25,6 +25,9 @@ test('the runtime bridges IoT Core topics to a real mosquitto broker, and nothin
     assert.equal(summary.drained, true);
     assert.equal(summary.missing, 0);
     assert.equal(summary.archived, summary.produced);
+    assert.ok((summary.streams.find((s) => s.stream === 'run')?.produced ?? 0) > 0, 'runs were derived from the simulated signals');
+    assert.equal(summary.quarantinedOnDevice, 0, 'every derived record honoured its data contract on the device');
+    assert.equal(summary.invalidAtCloud, 0, 'and at the cloud');
   } finally {
     await broker.stop();
   }

@@ -1,10 +1,12 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Acquisition, monotonicMs, scheduleOffsetMs, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
 import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
+import { DEFAULT_DETECTOR_CONFIG, Deriver, DerivedSource } from '../../components/sensor-acquisition/derive';
+import { ReplaySignals } from '../../components/sensor-acquisition/replay';
 import { StreamStore } from '../../components/shared/store';
 import { captureLogger } from '../helpers/capture-logger';
 
@@ -330,5 +332,25 @@ describe('scheduleOffsetMs', () => {
     const buckets = [0, 0, 0, 0];
     for (let i = 0; i < 200; i += 1) buckets[Math.floor(scheduleOffsetMs(`thing-${i}`, 1000) / 250)] += 1;
     for (const count of buckets) assert.ok(count >= 25, `quarter buckets ${buckets.join(', ')}`);
+  });
+});
+
+describe('Acquisition: input its source rejected', () => {
+  test('a malformed line in a replay is quarantined with its origin, line number and reason; the rest of the recording is stored', async () => {
+    const store = await openStore();
+    const lines = readFileSync(join(__dirname, '..', '..', '..', 'test', 'fixtures', 'replay-two-runs.ndjson'), 'utf8').split('\n');
+    lines.splice(10, 0, '{"t": 1700000001050, "positionM": "high"');
+    const signals = new ReplaySignals(lines.join('\n'), 'ndjson', { origin: 'broken.ndjson', timeScale: 1e9 });
+    const deriver = new Deriver({ landingHeightsM: [0, 3, 6, 9], doorWidthM: 0.9, metricsIntervalMs: 1000, rawSamples: false, detector: DEFAULT_DETECTOR_CONFIG });
+    const acquisition = new Acquisition(new DerivedSource(signals, deriver), store, CONFIG, captureLogger().logger);
+    acquisition.sampleOnce();
+    await acquisition.flush();
+    const quarantined = await store.readPending('quarantine', 10, ALL);
+    assert.equal(quarantined.length, 1);
+    assert.match(String(quarantined[0].data.reason), /^broken\.ndjson: line 11: /);
+    assert.equal(quarantined[0].data.stream, '[sensor input]');
+    assert.equal((quarantined[0].data.value as { text: string }).text, '{"t": 1700000001050, "positionM": "high"');
+    assert.deepEqual(acquisition.metrics.invalid, { '[sensor input]': 1 });
+    assert.equal((await store.readPending('run', 10, ALL)).length, 2, 'both runs of the recording still got through');
   });
 });
