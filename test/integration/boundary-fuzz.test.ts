@@ -2,17 +2,20 @@
  * Generated bad input at every boundary where data enters a part (issue 5): sensor input at the
  * acquisition, a component's configuration, commands from the cloud at the publisher, and
  * envelopes and records at the cloud ingest. At each: nothing throws or crashes, every bad input
- * is counted with a reason, and every good input gets through. Real parts throughout: SQLite
+ * is counted with a reason, and every good input gets through. Sensor input is tested twice: as
+ * records from a source, and as raw lines of a recording. Real parts throughout: SQLite
  * store files, the local runtime and the SDK IPC client, an MQTT broker.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Acquisition } from '../../components/sensor-acquisition/acquisition';
 import { sensorAcquisitionConfigSchema } from '../../components/sensor-acquisition/config';
+import { DEFAULT_DETECTOR_CONFIG, Deriver, DerivedSource } from '../../components/sensor-acquisition/derive';
+import { ReplaySignals } from '../../components/sensor-acquisition/replay';
 import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
 import { streamBufferConfigSchema } from '../../components/stream-buffer/config';
 import { mqttPublisherConfigSchema } from '../../components/mqtt-publisher/config';
@@ -89,6 +92,40 @@ describe('sensor input at the acquisition', () => {
       }
     } finally {
       await acquisition.stop();
+      await store.close();
+    }
+  });
+});
+
+describe('sensor input lines at a replay source', () => {
+  test('bad lines anywhere in a recording are quarantined with their line number; every good sample still plays and the events come out', async () => {
+    const recording = readFileSync(join(__dirname, '..', '..', '..', 'test', 'fixtures', 'replay-two-runs.ndjson'), 'utf8').trimEnd().split('\n');
+    const store = await StreamStore.open(join(mkdtempSync(join(tmpdir(), 'fuzz-replay-')), 'store.db'), { owner: true, logger: captureLogger().logger });
+    const runsStored = async () => (await store.stats()).streams.find((s) => s.stream === 'run')?.appended ?? 0;
+    const badLine = badPayload()
+      .map((bytes) => bytes.toString('latin1').replace(/[\r\n]/g, ' '))
+      .filter((line) => line.trim().length > 0);
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.tuple(fc.nat(recording.length), badLine), { minLength: 1, maxLength: 6 }), async (insertions) => {
+          const lines = [...recording];
+          for (const [at, line] of [...insertions].sort((a, b) => b[0] - a[0])) lines.splice(at, 0, line);
+          const signals = new ReplaySignals(lines.join('\n'), 'ndjson', { origin: 'fuzz.ndjson', timeScale: 1e9 });
+          const deriver = new Deriver({ landingHeightsM: [0, 3, 6, 9], doorWidthM: 0.9, metricsIntervalMs: 1000, rawSamples: false, detector: DEFAULT_DETECTOR_CONFIG });
+          const acquisition = new Acquisition(new DerivedSource(signals, deriver), store, { sampleIntervalMs: 100, jitterFraction: 0, maxBatchRecords: 500, maxPendingRecords: 100_000 }, captureLogger().logger);
+          const runsBefore = await runsStored();
+          acquisition.sampleOnce();
+          await acquisition.stop();
+          assert.equal(acquisition.metrics.quarantined, insertions.length, 'each bad line quarantined');
+          assert.deepEqual(acquisition.metrics.invalid, { '[sensor input]': insertions.length });
+          assert.equal(signals.metrics().replayedSamples, recording.length, 'every good sample played');
+          assert.equal((await runsStored()) - runsBefore, 2, 'both runs still derived');
+        }),
+        { numRuns: 25 },
+      );
+      const reasons = (await store.readPending('quarantine', 1000, Number.MAX_SAFE_INTEGER)).map((r) => String(r.data.reason));
+      assert.ok(reasons.every((reason) => /^fuzz\.ndjson: line \d+: \S/.test(reason)), reasons.find((r) => !/^fuzz\.ndjson: line \d+/.test(r)));
+    } finally {
       await store.close();
     }
   });
