@@ -4,6 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFi
 import { join, resolve } from 'node:path';
 import { auditArchive } from '../cloud/audit';
 import { LocalFolderArchive } from '../cloud/archive';
+import { healthKey } from '../cloud/keys';
 import { GreengrassIpc } from '../components/shared/ipc';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
@@ -72,6 +73,11 @@ export interface PipelineSummary {
   quarantinedOnDevice: number;
   /** Archived records the cloud found breaking their data contract. */
   invalidAtCloud: number;
+  /**
+   * Each device's last health as the cloud holds it when sampling ended (health goes out on every
+   * change of status, so this is current), or null if none had arrived.
+   */
+  health: Record<string, { status: string; reasons: string[]; time: string } | null>;
   drained: boolean;
   epoch: string | null;
   watermarks: Record<string, number>;
@@ -110,6 +116,7 @@ export class Pipeline {
     const started = Date.now();
     let samplingEnded = started;
     let drained = false;
+    let finalHealth: PipelineSummary['health'] = {};
     const progressTimer = setInterval(() => void this.reportProgress(), 1000);
     try {
       await this.start();
@@ -120,6 +127,7 @@ export class Pipeline {
         if (this.options.durationMs !== undefined) setTimeout(resolveWait, this.options.durationMs);
       });
       samplingEnded = Date.now();
+      finalHealth = this.archivedHealth();
       this.phase = 'draining';
       await this.stopSampling();
       drained = await this.waitForDrain();
@@ -129,7 +137,7 @@ export class Pipeline {
       await this.reportProgress();
       await this.shutdown();
     }
-    const summary = await this.audit(drained, (samplingEnded - started) / 1000, (Date.now() - samplingEnded) / 1000);
+    const summary = { ...(await this.audit(drained, (samplingEnded - started) / 1000, (Date.now() - samplingEnded) / 1000)), health: finalHealth };
     this.phase = 'done';
     return summary;
   }
@@ -288,8 +296,19 @@ export class Pipeline {
     });
   }
 
+  /** The cloud's last health message of this device (cloud/README.md, health/<device>/latest.json). */
+  private archivedHealth(): PipelineSummary['health'] {
+    const path = join(this.paths.archive, healthKey(this.options.thingName));
+    try {
+      const { health } = JSON.parse(readFileSync(path, 'utf8')) as { health: { status: string; reasons: string[]; time: string } };
+      return { [this.options.thingName]: { status: health.status, reasons: health.reasons, time: health.time } };
+    } catch {
+      return { [this.options.thingName]: null };
+    }
+  }
+
   /** Counts from the archive's contents, compared with what the store says was produced. */
-  private async audit(drained: boolean, samplingSeconds: number, drainSeconds: number): Promise<PipelineSummary> {
+  private async audit(drained: boolean, samplingSeconds: number, drainSeconds: number): Promise<Omit<PipelineSummary, 'health'>> {
     const store = await StreamStore.open(this.paths.store, { owner: false, logger: this.options.logger });
     const stats = await store.stats();
     await store.close();

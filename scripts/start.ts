@@ -56,6 +56,7 @@ async function main(): Promise<number> {
         `produced ${summary.produced}, archived ${summary.archived}, missing ${summary.missing}, duplicates dropped ${summary.duplicatesDropped}`,
         `dropped by retention ${summary.droppedByRetention}, rejected at the cloud ${summary.rejectedAtCloud}, quarantined on the device ${summary.quarantinedOnDevice}, invalid at the cloud ${summary.invalidAtCloud}, drained: ${summary.drained}`,
         ...summary.streams.map((s) => `  ${s.stream.padEnd(12)} produced ${s.produced}  archived ${s.archived}  watermark ${s.watermark}  missing ${s.missing}`),
+        ...Object.entries(summary.health).map(([device, health]) => `  health of ${device}: ${health ? `${health.status}${health.reasons.length > 0 ? ` (${health.reasons.join('; ')})` : ''}` : 'none received'}`),
         `logs and data: ${values.root}`,
         '',
       ].join('\n'),

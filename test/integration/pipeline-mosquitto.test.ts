@@ -28,6 +28,9 @@ test('the runtime bridges IoT Core topics to a real mosquitto broker, and nothin
     assert.ok((summary.streams.find((s) => s.stream === 'run')?.produced ?? 0) > 0, 'runs were derived from the simulated signals');
     assert.equal(summary.quarantinedOnDevice, 0, 'every derived record honoured its data contract on the device');
     assert.equal(summary.invalidAtCloud, 0, 'and at the cloud');
+    const health = summary.health['mosquitto-thing-01'];
+    assert.ok(health, 'the device\'s final health reached the cloud');
+    assert.ok(['healthy', 'degraded', 'unhealthy'].includes(health.status) && Array.isArray(health.reasons), JSON.stringify(health));
   } finally {
     await broker.stop();
   }
