@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { scheduleOffsetMs } from '../components/shared/schedule';
+import { DEFAULT_PERIODIC_STATUS_INTERVAL_SEC, FleetStatusReporter } from './fleet-status';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from '../components/shared/logger';
@@ -73,6 +75,8 @@ export interface RuntimeOptions {
   only?: string[];
   region?: string;
   deployments?: DeploymentPolicyOptions;
+  /** Nucleus fleetStatus periodicStatusPublishIntervalSeconds (default 86,400). */
+  fleetStatusIntervalSec?: number;
   /** Called on every component state change, in order (for tools and tests). */
   onComponentState?: (componentName: string, state: ComponentState) => void;
   logger: Logger;
@@ -130,6 +134,8 @@ interface Target {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The nucleus version the runtime claims to components (GGC_VERSION) and in fleet status. */
+const GGC_VERSION = '2.14.0-local';
 
 /**
  * The local stand-in for the Greengrass nucleus: loads recipes, runs each component's lifecycle
@@ -146,6 +152,8 @@ export class LocalRuntime implements RuntimeControl {
   private broker?: EmbeddedBroker;
   private brokerUrl = '';
   private statusTimer?: NodeJS.Timeout;
+  private fleetStatus?: FleetStatusReporter;
+  private fleetStatusTimer?: NodeJS.Timeout;
   private stopped = false;
   private configuration?: ConfigurationService;
   private deploymentManager?: DeploymentManager;
@@ -227,6 +235,7 @@ export class LocalRuntime implements RuntimeControl {
     }
     this.writeStatus();
     this.statusTimer = setInterval(() => this.writeStatus(), 1000);
+    this.startFleetStatus();
     logger.info('local runtime started', { root: this.root, socket: this.socketPath, broker: this.brokerUrl, components: this.order.map((c) => c.name) });
     for (const component of [...this.order]) await component.supervisor.start();
   }
@@ -235,6 +244,7 @@ export class LocalRuntime implements RuntimeControl {
     if (this.stopped) return;
     this.stopped = true;
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.fleetStatusTimer) clearTimeout(this.fleetStatusTimer);
     // Dependents first, so a component never outlives what it depends on.
     for (const component of [...this.order].reverse()) await component.supervisor.stop();
     this.writeStatus();
@@ -243,6 +253,35 @@ export class LocalRuntime implements RuntimeControl {
     await this.broker?.close();
     for (const component of this.order) component.supervisor.close();
     this.options.logger.info('local runtime stopped');
+  }
+
+  /** Fleet status to IoT Core (runtime/fleet-status.ts): every component at launch, then on changes and on the cadence. */
+  private startFleetStatus(): void {
+    const reporter = new FleetStatusReporter({
+      thingName: this.options.thingName,
+      ggcVersion: GGC_VERSION,
+      components: () => this.order.map((c) => ({ name: c.name, version: c.loaded.recipe.ComponentVersion, state: c.supervisor.state })),
+      publish: (topic, message) => {
+        try {
+          this.bridge!.publish(topic, Buffer.from(JSON.stringify(message)), 1, false);
+        } catch (error) {
+          this.options.logger.warn('fleet status not published', { topic, trigger: message.trigger, error: errorMessage(error) });
+        }
+      },
+      shuttingDown: () => this.stopped,
+    });
+    this.fleetStatus = reporter;
+    reporter.publishComplete('NUCLEUS_LAUNCH');
+    const intervalMs = (this.options.fleetStatusIntervalSec ?? DEFAULT_PERIODIC_STATUS_INTERVAL_SEC) * 1000;
+    // The nucleus spreads the cadence over the interval so a fleet does not report at once.
+    const cadence = (delayMs: number) => {
+      this.fleetStatusTimer = setTimeout(() => {
+        reporter.publishComplete('CADENCE');
+        cadence(intervalMs);
+      }, delayMs);
+      this.fleetStatusTimer.unref();
+    };
+    cadence(scheduleOffsetMs(this.options.thingName, intervalMs) || intervalMs);
   }
 
   status(): RuntimeStatus {
@@ -326,7 +365,7 @@ export class LocalRuntime implements RuntimeControl {
           AWS_IOT_THING_NAME: this.options.thingName,
           AWS_REGION: this.options.region ?? 'us-east-1',
           AWS_DEFAULT_REGION: this.options.region ?? 'us-east-1',
-          GGC_VERSION: '2.14.0-local',
+          GGC_VERSION,
         }),
         interpolate: (text) => this.interpolateFor(name, text, false),
         errorResetTimeMs: this.options.errorResetTimeMs,
@@ -336,6 +375,7 @@ export class LocalRuntime implements RuntimeControl {
         onStateChange: (componentName, state) => {
           this.options.logger.info('component state', { componentName, state });
           this.options.onComponentState?.(componentName, state);
+          this.fleetStatus?.onComponentState(componentName, state);
           this.writeStatus();
           this.propagateDependencyState(componentName);
         },
