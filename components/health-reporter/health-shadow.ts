@@ -22,13 +22,15 @@ export function healthShadowState(message: HealthMessage): HealthShadowState {
     reasons: message.reasons.join('; ').slice(0, MAX_REASON_CHARS),
     updatedAt: message.time,
     loadAvg1m: round(message.system.loadAvg1m),
+    cpuBusyPercent: message.system.cpuBusyPercent,
     memFreeBytes: message.system.memFreeBytes,
     diskFreeBytes: message.system.diskFreeBytes,
+    clockState: message.system.clockState,
   };
   const buffer = message.components.StreamBuffer?.metrics as { store?: { backlogRecords?: number; streams?: Array<{ oldestBacklogTime: number | null }> } } | null | undefined;
   state.backlogRecords = typeof buffer?.store?.backlogRecords === 'number' ? buffer.store.backlogRecords : null;
   const oldest = (buffer?.store?.streams ?? []).map((s) => s.oldestBacklogTime).filter((t): t is number => typeof t === 'number');
-  state.backlogAgeSec = oldest.length > 0 ? Math.round((Date.parse(message.time) - Math.min(...oldest)) / 1000) : 0;
+  state.backlogAgeSec = oldest.length > 0 ? Math.max(0, Math.round((Date.parse(message.time) - Math.min(...oldest)) / 1000)) : 0;
   for (const [name, component] of Object.entries(message.components)) {
     // Field names are the component's short name: fleet indexing fields cannot contain dots.
     state[`${lowerFirst(name)}LastSeenSec`] = component.lastSeenSec;

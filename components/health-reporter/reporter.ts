@@ -23,6 +23,8 @@ export interface HealthConfig {
   backlogAgeDegradedSec: number;
   /** Free space on the store's filesystem under this makes the device unhealthy. */
   diskFreeMinBytes: number;
+  /** An unsynchronized wall clock (SensorAcquisition saw it step) makes the device degraded. */
+  clockUnsyncedDegrades: boolean;
 }
 
 export interface Heartbeat {
@@ -39,7 +41,19 @@ export interface HealthMessage {
   status: HealthStatus;
   reasons: string[];
   components: Record<string, { lastSeenSec: number | null; metrics: Record<string, unknown> | null }>;
-  system: { loadAvg1m: number; cpuCount: number; memFreeBytes: number; memTotalBytes: number; diskFreeBytes: number | null };
+  system: {
+    loadAvg1m: number;
+    cpuCount: number;
+    /** Share of CPU time not idle since the previous evaluation, all cores, 0..100. */
+    cpuBusyPercent: number;
+    memFreeBytes: number;
+    memTotalBytes: number;
+    diskFreeBytes: number | null;
+    /** The wall clock as SensorAcquisition sees it: synced, unsynced (it stepped recently) or unknown. */
+    clockState: 'synced' | 'unsynced' | 'unknown';
+    /** The last wall-clock step SensorAcquisition measured against the monotonic clock, ms (0: none). */
+    clockLastStepMs: number;
+  };
 }
 
 const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
@@ -47,6 +61,7 @@ const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
 export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
   private timer?: NodeJS.Timeout;
+  private readonly cpu = new CpuUsage();
   private phaseTimer?: NodeJS.Timeout;
   private lastStatus?: HealthStatus;
   readonly metrics = { published: 0, publishFailures: 0, heartbeatsReceived: 0, invalidHeartbeats: 0 };
@@ -130,6 +145,10 @@ export class HealthReporter {
     if (diskFree !== null && diskFree < this.config.diskFreeMinBytes) {
       worsen('unhealthy', `disk free ${diskFree} bytes is under ${this.config.diskFreeMinBytes}`);
     }
+    const clock = this.clock();
+    if (clock.state === 'unsynced' && this.config.clockUnsyncedDegrades) {
+      worsen('degraded', `wall clock not synchronized: it stepped by ${clock.lastStepMs} ms within the last minute; record times may be off`);
+    }
     return {
       schema: 'elevator.health/1',
       device: this.device,
@@ -137,7 +156,16 @@ export class HealthReporter {
       status,
       reasons,
       components,
-      system: { loadAvg1m: loadavg()[0], cpuCount: cpus().length, memFreeBytes: freemem(), memTotalBytes: totalmem(), diskFreeBytes: diskFree },
+      system: {
+        loadAvg1m: loadavg()[0],
+        cpuCount: cpus().length,
+        cpuBusyPercent: this.cpu.busyPercent(),
+        memFreeBytes: freemem(),
+        memTotalBytes: totalmem(),
+        diskFreeBytes: diskFree,
+        clockState: clock.state,
+        clockLastStepMs: clock.lastStepMs,
+      },
     };
   }
 
@@ -160,6 +188,13 @@ export class HealthReporter {
     return times.length > 0 ? Math.min(...times) : null;
   }
 
+  /** SensorAcquisition stamps every record with the clock state; its heartbeat carries the latest. */
+  private clock(): { state: 'synced' | 'unsynced' | 'unknown'; lastStepMs: number } {
+    const metrics = this.heartbeats.get('SensorAcquisition')?.heartbeat.metrics as { clockState?: unknown; lastStepMs?: unknown } | undefined;
+    const state = metrics?.clockState === 'synced' || metrics?.clockState === 'unsynced' ? metrics.clockState : 'unknown';
+    return { state, lastStepMs: typeof metrics?.lastStepMs === 'number' ? metrics.lastStepMs : 0 };
+  }
+
   private diskFreeBytes(): number | null {
     if (!this.storeDir) return null;
     try {
@@ -168,5 +203,28 @@ export class HealthReporter {
     } catch {
       return null;
     }
+  }
+}
+
+/** CPU busy share between two readings of the kernel's per-core times (os.cpus()). */
+class CpuUsage {
+  private last = CpuUsage.read();
+
+  private static read(): { idle: number; total: number } {
+    let idle = 0;
+    let total = 0;
+    for (const cpu of cpus()) {
+      idle += cpu.times.idle;
+      total += cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq + cpu.times.idle;
+    }
+    return { idle, total };
+  }
+
+  busyPercent(): number {
+    const now = CpuUsage.read();
+    const total = now.total - this.last.total;
+    const idle = now.idle - this.last.idle;
+    this.last = now;
+    return total > 0 ? Math.round((1 - idle / total) * 1000) / 10 : 0;
   }
 }

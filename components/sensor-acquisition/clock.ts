@@ -21,7 +21,8 @@ export class ClockMonitor {
   private lastWall = Date.now();
   private lastMono = monotonicMs();
   private lastStepAt = -Infinity;
-  readonly metrics = { clockSteps: 0, lastStepMs: 0 };
+  /** In every SensorAcquisition heartbeat: HealthReporter's clock rule reads clockState. */
+  readonly metrics: { clockSteps: number; lastStepMs: number; clockState: ClockSync } = { clockSteps: 0, lastStepMs: 0, clockState: 'unknown' };
 
   constructor(
     private readonly logger: Logger,
@@ -41,8 +42,8 @@ export class ClockMonitor {
       this.metrics.lastStepMs = Math.round(step);
       this.logger.warn('wall clock stepped; records are ordered by sequence number, their wall time may be off', { stepMs: Math.round(step) });
     }
-    if (mono - this.lastStepAt < UNSYNCED_HOLD_MS) return 'unsynced';
-    return this.syncedFlag() ? 'synced' : 'unknown';
+    this.metrics.clockState = mono - this.lastStepAt < UNSYNCED_HOLD_MS ? 'unsynced' : this.syncedFlag() ? 'synced' : 'unknown';
+    return this.metrics.clockState;
   }
 }
 

@@ -168,6 +168,33 @@ export interface EpochV1 {
 }
 
 /**
+ * state.reported of the named shadow health, kept by HealthReporter for fleet indexing: flat, typed fields only (fleet indexing queries shadow.name.health.reported.<field>). The whole document stays under the 8 KiB shadow limit.
+ */
+export interface HealthShadowV1 {
+  status: 'healthy' | 'degraded' | 'unhealthy';
+  reasonCount: number;
+  /**
+   * The reasons joined with '; ', cut at 512 characters.
+   */
+  reasons: string;
+  updatedAt: string;
+  loadAvg1m: number;
+  cpuBusyPercent: number;
+  memFreeBytes: number;
+  diskFreeBytes: number | null;
+  clockState: 'synced' | 'unsynced' | 'unknown';
+  backlogRecords: number | null;
+  backlogAgeSec: number;
+  /**
+   * Seconds since each expected component's last heartbeat; null if none.
+   *
+   * This interface was referenced by `HealthShadowV1`'s JSON-Schema definition
+   * via the `patternProperty` "^[a-z][A-Za-z0-9]*LastSeenSec$".
+   */
+  [k: string]: number | null | 'healthy' | 'degraded' | 'unhealthy' | string | 'synced' | 'unsynced' | 'unknown' | undefined;
+}
+
+/**
  * Published by HealthReporter on dt/<app>/<thing>/health at an interval and on every change of status.
  */
 export interface HealthV1 {
@@ -196,6 +223,18 @@ export interface HealthV1 {
     memFreeBytes: number;
     memTotalBytes: number;
     diskFreeBytes: number | null;
+    /**
+     * Share of CPU time not idle since the previous health evaluation, all cores.
+     */
+    cpuBusyPercent?: number;
+    /**
+     * The wall clock as SensorAcquisition sees it: unsynced while it stepped within the last minute.
+     */
+    clockState?: 'synced' | 'unsynced' | 'unknown';
+    /**
+     * The last wall-clock step measured against the monotonic clock, ms; 0 when none was seen.
+     */
+    clockLastStepMs?: number;
     [k: string]: unknown | undefined;
   };
   [k: string]: unknown | undefined;

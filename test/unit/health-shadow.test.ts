@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { healthShadowState } from '../../components/health-reporter/health-shadow';
 import type { HealthMessage } from '../../components/health-reporter/reporter';
+import shadowSchema from '../../components/shared/schemas/health-shadow.v1.schema.json';
+import { compileValidator } from '../../components/shared/validation';
 
 const T = Date.parse('2026-11-26T12:00:00Z');
 
@@ -17,7 +19,7 @@ function message(reasons: string[]): HealthMessage {
       StreamBuffer: { lastSeenSec: 1, metrics: { store: { backlogRecords: 42, streams: [{ oldestBacklogTime: T - 90_000 }, { oldestBacklogTime: null }] } } },
       MqttPublisher: { lastSeenSec: null, metrics: null },
     },
-    system: { loadAvg1m: 0.123456, cpuCount: 2, memFreeBytes: 1000, memTotalBytes: 2000, diskFreeBytes: 5000 },
+    system: { loadAvg1m: 0.123456, cpuCount: 2, cpuBusyPercent: 12.5, memFreeBytes: 1000, memTotalBytes: 2000, diskFreeBytes: 5000, clockState: 'unsynced', clockLastStepMs: 4200 },
   };
 }
 
@@ -40,4 +42,30 @@ test('however many reasons there are, the shadow stays far below the 8 KiB docum
   const document = JSON.stringify({ state: { reported: state } });
   assert.ok(Buffer.byteLength(document) < 2048, `${Buffer.byteLength(document)} bytes`);
   assert.equal(state.reasonCount, 500);
+});
+
+test('the shadow document is valid against health-shadow.v1, for every status and with null figures', () => {
+  const validate = compileValidator(shadowSchema);
+  for (const reasons of [[], ['MqttPublisher: no heartbeat'], Array.from({ length: 40 }, (_, i) => `disk free ${i} bytes is under 104857600`)]) {
+    const m = message(reasons);
+    const variants: HealthMessage[] = [m, { ...m, status: 'unhealthy', system: { ...m.system, diskFreeBytes: null, clockState: 'unknown' }, components: {} }];
+    for (const variant of variants) {
+      const checked = validate(healthShadowState(variant));
+      assert.ok(checked.ok, checked.ok ? '' : checked.reason);
+    }
+  }
+});
+
+test('a shadow state with a nested object or an unknown field fails the contract, so the test above can fail', () => {
+  const validate = compileValidator(shadowSchema);
+  const state = healthShadowState(message([]));
+  assert.equal(validate({ ...state, nested: { a: 1 } }).ok, false);
+  assert.equal(validate({ ...state, status: 'fine' }).ok, false);
+});
+
+test('with the most components a device can run and long names, the shadow document stays under 8 KiB', () => {
+  const m = message(Array.from({ length: 100 }, () => 'x'.repeat(1000)));
+  const components = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`VeryLongComponentNameNumber${i}ForAnInstaller`, { lastSeenSec: 1, metrics: null }]));
+  const document = JSON.stringify({ state: { reported: healthShadowState({ ...m, components }) } });
+  assert.ok(Buffer.byteLength(document) < 8192, `${Buffer.byteLength(document)} bytes`);
 });

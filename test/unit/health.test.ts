@@ -30,6 +30,7 @@ const CONFIG: HealthConfig = {
   missedHeartbeats: 3,
   backlogAgeDegradedSec: 300,
   diskFreeMinBytes: 0,
+  clockUnsyncedDegrades: true,
 };
 
 interface Setup {
@@ -337,5 +338,65 @@ describe('HealthReporter: contract', () => {
       const checked = validate(JSON.parse(JSON.stringify(message)));
       assert.ok(checked.ok, checked.ok ? '' : checked.reason);
     }
+  });
+});
+
+describe('HealthReporter: each rule flips the state both ways on one reporter', () => {
+  const allUp = (reporter: HealthReporter, now: number, buffer: Record<string, unknown> = bufferMetrics([null]), clock: Record<string, unknown> = { clockState: 'synced', lastStepMs: 0 }) => {
+    reporter.onHeartbeat(heartbeat('SensorAcquisition', { ok: true, ...clock }), now);
+    reporter.onHeartbeat(heartbeat('StreamBuffer', buffer), now);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), now);
+  };
+
+  test('heartbeat missing for missedHeartbeats intervals: healthy, degraded, healthy again', () => {
+    const { reporter } = reporterWith();
+    allUp(reporter, T);
+    assert.equal(reporter.evaluate(T + 1000).status, 'healthy');
+    const stale = reporter.evaluate(T + 3001);
+    assert.equal(stale.status, 'degraded');
+    assert.equal(stale.reasons.length, 3, 'each silent component named');
+    allUp(reporter, T + 3500);
+    assert.equal(reporter.evaluate(T + 4000).status, 'healthy');
+  });
+
+  test('backlog older than backlogAgeDegradedSec: healthy, degraded, healthy once it drained', () => {
+    const { reporter } = reporterWith({ backlogAgeDegradedSec: 300 });
+    allUp(reporter, T, bufferMetrics([T - 10_000]));
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+    allUp(reporter, T + 1000, bufferMetrics([T - 301_000]));
+    const late = reporter.evaluate(T + 1000);
+    assert.equal(late.status, 'degraded');
+    assert.match(late.reasons.join(), /oldest unacknowledged record is 302 s old \(limit 300 s\)/);
+    allUp(reporter, T + 2000, bufferMetrics([null]));
+    assert.equal(reporter.evaluate(T + 2000).status, 'healthy');
+  });
+
+  test('disk free under diskFreeMinBytes: healthy, unhealthy after the guard is raised above what is free, healthy after it is lowered', () => {
+    const { reporter } = reporterWith({ diskFreeMinBytes: 0 }, tmpdir());
+    allUp(reporter, T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+    reporter.reconfigure({ ...CONFIG, diskFreeMinBytes: Number.MAX_SAFE_INTEGER });
+    const full = reporter.evaluate(T);
+    assert.equal(full.status, 'unhealthy');
+    assert.match(full.reasons.join(), /disk free \d+ bytes is under/);
+    reporter.reconfigure({ ...CONFIG, diskFreeMinBytes: 1 });
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+  });
+
+  test('wall clock unsynchronized: healthy, degraded while SensorAcquisition reports unsynced, healthy when it is synced again', () => {
+    const { reporter } = reporterWith();
+    allUp(reporter, T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+    allUp(reporter, T + 1000, bufferMetrics([null]), { clockState: 'unsynced', lastStepMs: 3_600_000 });
+    const stepped = reporter.evaluate(T + 1000);
+    assert.equal(stepped.status, 'degraded');
+    assert.match(stepped.reasons.join(), /wall clock not synchronized: it stepped by 3600000 ms/);
+    assert.equal(stepped.system.clockState, 'unsynced');
+    assert.equal(stepped.system.clockLastStepMs, 3_600_000);
+    allUp(reporter, T + 2000, bufferMetrics([null]), { clockState: 'synced', lastStepMs: 3_600_000 });
+    assert.equal(reporter.evaluate(T + 2000).status, 'healthy');
+    reporter.reconfigure({ ...CONFIG, clockUnsyncedDegrades: false });
+    allUp(reporter, T + 3000, bufferMetrics([null]), { clockState: 'unsynced', lastStepMs: 10 });
+    assert.equal(reporter.evaluate(T + 3000).status, 'healthy', 'the rule can be switched off in configuration');
   });
 });
