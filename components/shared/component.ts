@@ -1,4 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { HeartbeatFigures } from './heartbeat-metrics';
 import { Backoff, sleep } from './backoff';
 import { GreengrassIpc, describeIpcError } from './ipc';
 import { createLogger, errorMessage, type Logger } from './logger';
@@ -108,8 +109,10 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
     await retryIpc(() => ipc!.updateState('RUNNING'), 'UpdateState RUNNING', logger);
     const started = Date.now();
     const topic = heartbeatTopic(definition.name);
+    const figures = new HeartbeatFigures();
     const beat = async (): Promise<void> => {
-      const metrics = { ...(await running!.metrics()), ...hooks.metrics };
+      const own = { ...(await running!.metrics()), ...hooks.metrics };
+      const metrics = { ...own, ...figures.common(own, ipc!.counters, Date.now()) };
       const message = {
         component: definition.name,
         time: new Date().toISOString(),

@@ -18,7 +18,7 @@ void runComponent<StreamBufferConfig>({
     latest = await buffer.publishOnce();
     buffer.start();
     return {
-      metrics: () => ({ store: latest }),
+      metrics: () => ({ store: latest, dropsByReason: dropsByReason(latest) }),
       applyConfiguration: (next) => buffer.reconfigure(next),
       deferUpdate: () => buffer.updateDeferral(),
       async stop() {
@@ -28,3 +28,12 @@ void runComponent<StreamBufferConfig>({
     };
   },
 });
+
+/** Records dropped by policy, per reason, summed over the streams (the per-stream figures stay in store.streams). */
+function dropsByReason(stats: BufferStats | undefined): Record<string, number> {
+  const totals: Record<string, number> = {};
+  for (const stream of stats?.streams ?? []) {
+    for (const [reason, count] of Object.entries(stream.drops)) totals[reason] = (totals[reason] ?? 0) + count;
+  }
+  return totals;
+}
