@@ -9,9 +9,13 @@ import { build } from 'esbuild';
 import YAML from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-// A clean dist/: a compiled test whose source was moved or deleted would otherwise still run.
-rmSync(join(root, 'dist'), { recursive: true, force: true });
-execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+// --bundles-only rebuilds the component bundles and leaves dist/ alone, for a developer whose
+// tests are running from dist/ while a component changed.
+if (!process.argv.includes('--bundles-only')) {
+  // A clean dist/: a compiled test whose source was moved or deleted would otherwise still run.
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+}
 
 const externals = ['aws-crt', 'sqlite3', 'better-sqlite3'];
 for (const file of readdirSync(join(root, 'recipes'))) {

@@ -204,6 +204,7 @@ export class Publisher {
         }
         this.metrics.acksApplied += 1;
         this.metrics.recordsAcked += result.deleted;
+        this.logger.debug('ack applied', { stream: ack.stream, epoch: ack.epoch, watermark: ack.watermark, deleted: result.deleted });
         this.metrics.lastAckAt = new Date().toISOString();
       } catch (error) {
         this.logger.error('could not apply ack; the next ack will cover it', { stream: ack.stream, error: errorMessage(error) });
@@ -277,7 +278,7 @@ export class Publisher {
     this.metrics.recordsResent += chunk.filter((r) => r.sentAt !== null).length;
     this.metrics.bytesSent += payload.length;
     this.metrics.lastPublishAt = new Date().toISOString();
-    this.logger.debug('envelope published', { envelopeId: envelope.envelopeId, records: chunk.length, bytes: payload.length });
+    this.logger.debug('envelope published', { correlationId: envelope.envelopeId, stream, epoch: envelope.epoch, seqFrom: envelope.seqFrom, seqTo: envelope.seqTo, records: chunk.length, bytes: payload.length });
     return true;
   }
 

@@ -1,4 +1,5 @@
 import { errorMessage, type Logger } from '../shared/logger';
+import { correlationId } from '../shared/envelope';
 import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../shared/records';
 import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
 import { ClockMonitor, monotonicMs } from './clock';
@@ -160,8 +161,9 @@ export class Acquisition {
   private async flushPending(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.slice(0, this.config.maxBatchRecords);
+      let assigned: Array<{ stream: string; seq: number }>;
       try {
-        await this.store.append(batch);
+        assigned = await this.store.append(batch);
       } catch (error) {
         this.metrics.appendFailures += 1;
         this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
@@ -172,6 +174,22 @@ export class Acquisition {
       this.metrics.appendBatches += 1;
       this.metrics.lastAppendAt = new Date().toISOString();
       this.metrics.pending = this.pending.length;
+      this.logAppended(assigned);
+    }
+  }
+
+  /** One debug line per stream and batch, with the correlation id scripts/trace.ts follows. */
+  private logAppended(assigned: Array<{ stream: string; seq: number }>): void {
+    if (!this.logger.isDebugEnabled()) return;
+    const thing = String((this.logger.defaultMeta as { thing?: unknown } | undefined)?.thing ?? 'unknown-thing');
+    const ranges = new Map<string, { from: number; to: number }>();
+    for (const { stream, seq } of assigned) {
+      const range = ranges.get(stream);
+      if (!range) ranges.set(stream, { from: seq, to: seq });
+      else range.to = Math.max(range.to, seq);
+    }
+    for (const [stream, { from, to }] of ranges) {
+      this.logger.debug('records appended', { correlationId: correlationId(thing, stream, this.store.epoch, from, to), stream, epoch: this.store.epoch, seqFrom: from, seqTo: to });
     }
   }
 

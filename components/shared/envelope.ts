@@ -98,6 +98,15 @@ export function recordsChecksum(records: WireRecord[]): string {
   return `sha256:${createHash('sha256').update(JSON.stringify(records)).digest('hex')}`;
 }
 
+/**
+ * The correlation id of a run of records: <device>/<stream>/<epoch>/<seqFrom>-<seqTo>. An envelope's
+ * id is exactly this, so the acquisition's append, the publisher's envelope and the cloud's archive
+ * object of the same records carry ids that name overlapping ranges (scripts/trace.ts follows them).
+ */
+export function correlationId(device: string, stream: string, epoch: string, seqFrom: number, seqTo: number): string {
+  return `${device}/${stream}/${epoch}/${seqFrom}-${seqTo}`;
+}
+
 function dataSchemaOf(stream: string): string | undefined {
   return RECORD_KINDS.get(stream)?.dataSchema;
 }
@@ -113,7 +122,7 @@ export function buildEnvelope(device: string, stream: string, epoch: string, rec
   const seqTo = records[records.length - 1].seq;
   return {
     schema: ENVELOPE_SCHEMA,
-    envelopeId: `${device}/${stream}/${epoch}/${seqFrom}-${seqTo}`,
+    envelopeId: correlationId(device, stream, epoch, seqFrom, seqTo),
     device,
     stream,
     ...(dataSchemaOf(stream) ? { dataSchema: dataSchemaOf(stream) } : {}),
