@@ -22,11 +22,15 @@ import { createLogger, errorMessage, type Logger } from '../components/shared/lo
 import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
-import { EPOCHS_PREFIX, epochKey, gapKey, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
+import { EPOCHS_PREFIX, epochKey, gapKey, HEALTH_PREFIX, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
 import { checkRecord, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../components/shared/records';
 import healthSchema from '../components/shared/schemas/health.v1.schema.json';
 import { compileValidator } from '../components/shared/validation';
 import { Ledger, MAX_GAPS, type SeqRange } from './ledger';
+import { alertId, AlertManager, CLOUD_DEVICE, type AlertSink, type AlertStats } from './alerts';
+import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
+import { FLEET_STATUS_FILTER, fleetStatusKey, mergeComponentStates, parseFleetStatusTopic, validateFleetStatus, type KnownComponentState, type StoredFleetStatus } from './fleet-status';
+import { HealthMonitor } from './health-monitor';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -48,6 +52,9 @@ export const FLEET_DOMAIN_LIMITS: DomainLimits = { ratedSpeedMps: 10, maxFutureM
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 30_000;
 /** A rejected oversized message keeps only its head: the reason says why, the rest is noise. */
 export const REJECTED_PAYLOAD_HEAD_BYTES = 4096;
+/** A permanent gap cannot be undone; its alert stays on the active list this long so a person sees it, then clears itself. */
+export const DEFAULT_PERMANENT_GAP_HOLD_MS = 60 * 60_000;
+export const DEFAULT_ALERT_CHECK_INTERVAL_MS = 1_000;
 
 export interface CloudIngestOptions {
   archive: ArchiveBackend;
@@ -76,6 +83,18 @@ export interface CloudIngestOptions {
   domainLimits?: DomainLimits;
   /** |receive time - envelope sentAt| above this flags the device's clock as skewed. */
   maxClockSkewMs?: number;
+  /** Where alert events go; default a log sink (this logger) and the archive file sink (_alerts/). */
+  alertSinks?: AlertSink[];
+  /** The devices' health publish interval (HealthReporter publishIntervalMs). */
+  healthIntervalMs?: number;
+  /** A device with no health for this many intervals is stale. */
+  staleAfterIntervals?: number;
+  /** A backlog that has not decreased for longer than this fires backlog-growing. */
+  backlogGrowingMs?: number;
+  /** How long a gap-permanent alert stays firing after the last permanent gap of its stream was recorded. */
+  permanentGapHoldMs?: number;
+  /** How often stale devices and expired permanent-gap alerts are checked; 0: only by checkAlerts(). */
+  alertCheckIntervalMs?: number;
   now?: () => Date;
 }
 
@@ -109,9 +128,14 @@ export interface IngestStats {
   clockSkewFlags: number;
   /** Devices whose last envelope showed a skewed clock. */
   devicesSkewed: string[];
+  /** Fleet status messages (Greengrass nucleus, component states) stored under fleet-status/. */
+  fleetStatusStored: number;
 }
 
-const validateHealth = compileValidator<{ device: string }>(healthSchema);
+export type IngestStatsWithAlerts = IngestStats & AlertStats;
+
+/** Only the fields the ingest reads; the schema checks the rest. */
+const validateHealth = compileValidator<{ device: string; time: string; components: Record<string, { metrics?: unknown }> }>(healthSchema);
 
 type Outcome = { ok: true } | { ok: false; reason: string };
 
@@ -167,7 +191,16 @@ export class CloudIngest {
   private readonly invalidByStream = new Map<string, number>();
   private readonly skewedDevices = new Set<string>();
 
+  readonly alerts: AlertManager;
+  private readonly healthMonitor: HealthMonitor;
+  private readonly permanentGapHoldMs: number;
+  private readonly alertCheckIntervalMs: number;
+  private alertTimer: NodeJS.Timeout | undefined;
+  /** Per device: every component's last known state, so a PARTIAL message can be merged. */
+  private readonly componentStates = new Map<string, Record<string, KnownComponentState>>();
+
   private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected' | 'invalidRecords' | 'devicesSkewed'> = {
+    fleetStatusStored: 0,
     deviceQuarantined: 0,
     clockSkewFlags: 0,
     lossReports: 0,
@@ -213,6 +246,15 @@ export class CloudIngest {
     this.domainLimits = options.domainLimits ?? FLEET_DOMAIN_LIMITS;
     this.maxClockSkewMs = nonNegative('maxClockSkewMs', options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
     this.startedAt = this.now();
+    this.alerts = new AlertManager({ sinks: options.alertSinks ?? [new LogSink(this.logger), new ArchiveFileSink(this.archive, this.now)], logger: this.logger, now: this.now });
+    this.healthMonitor = new HealthMonitor({
+      alerts: this.alerts,
+      healthIntervalMs: options.healthIntervalMs,
+      staleAfterIntervals: options.staleAfterIntervals,
+      backlogGrowingMs: options.backlogGrowingMs,
+    });
+    this.permanentGapHoldMs = nonNegative('permanentGapHoldMs', options.permanentGapHoldMs ?? DEFAULT_PERMANENT_GAP_HOLD_MS);
+    this.alertCheckIntervalMs = nonNegative('alertCheckIntervalMs', options.alertCheckIntervalMs ?? DEFAULT_ALERT_CHECK_INTERVAL_MS);
     if (options.client) {
       this.client = options.client;
       this.ownsClient = false;
@@ -232,6 +274,11 @@ export class CloudIngest {
     return `dt/${this.app}/+/+`;
   }
 
+  /** Every filter the ingest subscribes to: the app's data topics and the nucleus's fleet status. */
+  get filters(): string[] {
+    return [this.filter, FLEET_STATUS_FILTER];
+  }
+
   /** Rebuilds the ledger from the archive, then resolves once subscribed (waiting for the broker if need be). */
   async start(): Promise<void> {
     if (this.started) throw new Error('CloudIngest already started');
@@ -241,6 +288,7 @@ export class CloudIngest {
     if (ignored.length > 0) this.logger.warn('ignored archive keys outside the record layout', { count: ignored.length, first: ignored.slice(0, 5) });
     await this.rebuildClosedEpochs();
     this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length, closedEpochs: this.closedEpochs.size });
+    await this.restoreAlerts();
     this.markReady();
     if (this.gapCheckIntervalMs > 0) {
       this.gapTimer = setInterval(() => this.checkGaps(), this.gapCheckIntervalMs);
@@ -250,10 +298,14 @@ export class CloudIngest {
       this.statusTimer = setInterval(() => void this.writeStatus(), this.statusIntervalMs);
       this.statusTimer.unref();
     }
+    if (this.alertCheckIntervalMs > 0) {
+      this.alertTimer = setInterval(() => this.checkAlerts(), this.alertCheckIntervalMs);
+      this.alertTimer.unref();
+    }
     this.client.on('connect', this.onConnect);
     if (this.client.connected) this.onConnect();
     await this.subscribed;
-    this.logger.info('ingest subscribed', { filter: this.filter });
+    this.logger.info('ingest subscribed', { filters: this.filters });
   }
 
   /**
@@ -272,6 +324,7 @@ export class CloudIngest {
     }
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.gapTimer) clearInterval(this.gapTimer);
+    if (this.alertTimer) clearInterval(this.alertTimer);
     await this.idle();
     this.client.off('message', this.onMessage);
     this.client.off('connect', this.onConnect);
@@ -283,6 +336,9 @@ export class CloudIngest {
     const acks = Promise.allSettled([...this.ackPublishes]);
     const flushed = await Promise.race([acks.then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
     if (!flushed) this.logger.warn('stop: acks not confirmed by the broker in time; devices will resend', { timeoutMs: this.stopTimeoutMs });
+    // A sink that hangs (a webhook that never answers) must not hold the shutdown.
+    const alertsDelivered = await Promise.race([this.alerts.flush().then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
+    if (!alertsDelivered) this.logger.warn('stop: alert sinks still delivering; stopping anyway', { timeoutMs: this.stopTimeoutMs });
     await this.writeStatus();
     if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);
     this.logger.info('ingest stopped', { stats: this.stats() });
@@ -293,9 +349,10 @@ export class CloudIngest {
     while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
   }
 
-  stats(): IngestStats {
+  stats(): IngestStatsWithAlerts {
     return {
       ...this.counters,
+      ...this.alerts.stats(),
       rejected: Object.fromEntries(this.rejectedByReason),
       invalidRecords: Object.fromEntries(this.invalidByStream),
       devicesSkewed: [...this.skewedDevices].sort(),
@@ -334,7 +391,7 @@ export class CloudIngest {
   }
 
   private async subscribe(): Promise<void> {
-    const granted = await this.client.subscribeAsync(this.filter, { qos: 1 });
+    const granted = await this.client.subscribeAsync(this.filters, { qos: 1 });
     // MQTT 3.1.1 section 3.9.3: return code 0x80 in SUBACK means the subscription was refused.
     const refused = granted.find((g) => g.qos === 128);
     if (refused) throw new Error(`broker refused subscription to ${refused.topic}`);
@@ -344,8 +401,9 @@ export class CloudIngest {
     this.counters.received += 1;
     const receivedAt = this.now();
     const parsed = parseDataTopic(topic);
-    // Same (thing, stream) → same chain. Anything unparsable gets its own chain key.
-    const chainKey = parsed ? `${parsed.thing}\u0000${parsed.stream}` : `\u0000${topic}`;
+    const fleetThing = parseFleetStatusTopic(topic);
+    // Same (thing, stream) → same chain; a thing's fleet status has a chain of its own. Anything unparsable gets its own chain key.
+    const chainKey = parsed ? `${parsed.thing}\u0000${parsed.stream}` : fleetThing !== undefined ? `${fleetThing}\u0000$fleet-status` : `\u0000${topic}`;
     this.inFlight += 1;
     const previous = this.chains.get(chainKey) ?? this.ready;
     const next: Promise<void> = previous
@@ -361,6 +419,13 @@ export class CloudIngest {
   }
 
   private async handle(topic: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const fleetThing = parseFleetStatusTopic(topic);
+    if (fleetThing !== undefined) {
+      if (payload.length > this.maxPayloadBytes) {
+        return this.reject(topic, payload, receivedAt, `oversized: ${payload.length} bytes, limit ${this.maxPayloadBytes} (AWS IoT Core payload limit)`);
+      }
+      return this.storeFleetStatus(topic, fleetThing, payload, receivedAt);
+    }
     const parsed = parseDataTopic(topic);
     if (!parsed || parsed.app !== this.app) {
       return this.reject(topic, payload, receivedAt, `topic: "${topic}" is not dt/${this.app}/<thing>/<stream>`);
@@ -418,8 +483,7 @@ export class CloudIngest {
         }
         await this.withRetries(() => this.archive.put(key, body));
       } catch (error) {
-        this.counters.archiveErrors += 1;
-        this.logger.error('archive write failed; envelope not acked, the device will resend', {
+        this.noteArchiveError('archive write failed; envelope not acked, the device will resend', {
           key,
           envelopeId: envelope.envelopeId,
           attempts: this.archiveAttempts,
@@ -429,6 +493,7 @@ export class CloudIngest {
       }
       // Only after the put: a crash in between leaves an object the ledger rebuild will find.
       ledger.add(seqFrom, seqTo);
+      this.logger.debug('records archived', { correlationId: envelope.envelopeId, device: envelope.device, stream: envelope.stream, epoch: envelope.epoch, seqFrom, seqTo, key });
       this.counters.recordsArchived += run.length;
       this.counters.objectsWritten += 1;
       if (envelope.stream === STREAM_QUARANTINE) this.counters.deviceQuarantined += run.length - invalid.length;
@@ -478,6 +543,17 @@ export class CloudIngest {
     } else if (!skewed && this.skewedDevices.delete(envelope.device)) {
       this.logger.info('device clock back within bounds', { device: envelope.device, skewMs });
     }
+    if (skewed) {
+      this.alerts.fire({
+        kind: 'clock-skew',
+        device: envelope.device,
+        message: `The clock of ${envelope.device} is ${Math.round(skewMs / 1000)} s off the cloud's (limit ${this.maxClockSkewMs / 1000} s): check NTP on the device.`,
+        details: { skewMs, maxClockSkewMs: this.maxClockSkewMs, envelopeId: envelope.envelopeId },
+      });
+    } else {
+      // Not only when skewedDevices had it: an alert restored after a restart must clear too.
+      this.alerts.clear(alertId('clock-skew', envelope.device), `The clock of ${envelope.device} is back within ${this.maxClockSkewMs / 1000} s of the cloud's.`, { skewMs });
+    }
   }
 
   private async storeHealth(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
@@ -488,13 +564,72 @@ export class CloudIngest {
     if (checked.value.device !== device) {
       return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", health says "${checked.value.device}"`);
     }
+    // The device is alive whether or not the write below succeeds.
+    this.healthMonitor.onHealth(device, checked.value, receivedAt.getTime());
     const body = JSON.stringify({ device, receivedAt: receivedAt.toISOString(), health: checked.value });
     try {
       await this.withRetries(() => this.archive.put(healthKey(device), body));
       this.counters.healthStored += 1;
     } catch (error) {
-      this.counters.archiveErrors += 1;
-      this.logger.error('health write failed', { topic, error: errorMessage(error) });
+      this.noteArchiveError('health write failed', { topic, error: errorMessage(error) });
+    }
+  }
+
+  /**
+   * The nucleus's fleet status: stored as the device's latest (PARTIAL messages merged into what
+   * was known), and each BROKEN component fires an alert that clears once a later message shows it
+   * in another state (or a COMPLETE message no longer lists it).
+   */
+  private async storeFleetStatus(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const json = parseJson(payload);
+    if (!json.ok) return this.reject(topic, payload, receivedAt, `fleet-status: ${json.reason}`);
+    const checked = validateFleetStatus(json.value);
+    if (!checked.ok) return this.reject(topic, payload, receivedAt, `fleet-status: ${checked.reason}`);
+    const message = checked.value;
+    if (message.thing !== device) {
+      return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", fleet status says "${message.thing}"`);
+    }
+    const previous = this.componentStates.get(device) ?? (await this.storedComponentStates(device));
+    const components = mergeComponentStates(previous, message);
+    this.componentStates.set(device, components);
+    for (const [component, state] of Object.entries(components)) {
+      const id = alertId('component-broken', device, component);
+      if (state.status === 'BROKEN') {
+        const reported = message.components.find((c) => c.componentName === component);
+        this.alerts.fire({
+          kind: 'component-broken',
+          device,
+          component,
+          message: `${component} ${state.version} is BROKEN on ${device}: the nucleus gave up restarting it; read its log on the device, then fix and redeploy.`,
+          details: { version: state.version, reportedAt: state.reportedAt, overallDeviceStatus: message.overallDeviceStatus, statusDetails: reported?.componentStatusDetails ?? reported?.statusDetails ?? null },
+        });
+      } else {
+        this.alerts.clear(id, `${component} on ${device} is ${state.status} again.`, { status: state.status, version: state.version });
+      }
+    }
+    for (const active of this.alerts.activeOfKind('component-broken')) {
+      if (active.device === device && active.component !== undefined && !(active.component in components)) {
+        this.alerts.clear(active.alertId, `${active.component} is no longer deployed on ${device}.`, { status: 'removed' });
+      }
+    }
+    const stored: StoredFleetStatus = { device, receivedAt: receivedAt.toISOString(), message, components };
+    try {
+      await this.withRetries(() => this.archive.put(fleetStatusKey(device), JSON.stringify(stored)));
+      this.counters.fleetStatusStored += 1;
+    } catch (error) {
+      this.noteArchiveError('fleet status write failed', { topic, error: errorMessage(error) });
+    }
+  }
+
+  /** After a restart, the component states a PARTIAL message is merged into come from the archive. */
+  private async storedComponentStates(device: string): Promise<Record<string, KnownComponentState>> {
+    try {
+      const body = await this.archive.get(fleetStatusKey(device));
+      if (!body) return {};
+      return (JSON.parse(body.toString('utf8')) as Partial<StoredFleetStatus>).components ?? {};
+    } catch (error) {
+      this.logger.warn('stored fleet status unreadable; starting from this message alone', { device, key: fleetStatusKey(device), error: errorMessage(error) });
+      return {};
     }
   }
 
@@ -506,6 +641,7 @@ export class CloudIngest {
     const body = { reason: loss.reason, source: 'loss-report', requestId: loss.requestId, reportedAt: loss.reportedAt, receivedAt: receivedAt.toISOString() };
     if (await this.recordGaps(device, loss.stream, loss.epoch, loss.ranges, loss.reason, body)) {
       this.logger.warn('device reported records that will never arrive', { device, stream: loss.stream, epoch: loss.epoch, reason: loss.reason, ranges: loss.ranges.slice(0, 10) });
+      this.firePermanentGap(device, loss.stream, loss.epoch, loss.ranges, loss.reason, 'loss-report');
       this.scheduleAck(device, loss.stream, loss.epoch);
     }
   }
@@ -533,6 +669,7 @@ export class CloudIngest {
         const body = { reason: EPOCH_REPLACED, source: 'epoch-report', newEpoch: report.epoch, reportedAt: report.reportedAt, receivedAt: receivedAt.toISOString() };
         // A failed write leaves the epoch open: the device's next repeat tries again.
         if (count > 0 && !(await this.recordGaps(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, body))) return;
+        if (count > 0) this.firePermanentGap(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, 'epoch-report');
         lost += count;
       }
     }
@@ -540,8 +677,7 @@ export class CloudIngest {
     try {
       await this.withRetries(() => this.archive.put(epochKey(device, report.epoch), JSON.stringify({ ...report, receivedAt: receivedAt.toISOString() })));
     } catch (error) {
-      this.counters.archiveErrors += 1;
-      this.logger.error('could not store epoch report; the device repeats it', { device, error: errorMessage(error) });
+      this.noteArchiveError('could not store epoch report; the device repeats it', { device, error: errorMessage(error) });
       return;
     }
     if (key) this.closedEpochs.add(key);
@@ -549,6 +685,12 @@ export class CloudIngest {
       // The old file was unreadable: what it had sampled is unknown, and so is the size of the loss.
       this.counters.epochLossUnknown += 1;
       this.logger.error('epoch replaced and the old file was unreadable: a loss of unknown size', { device, epoch: report.epoch, previousEpoch: report.previousEpoch });
+      this.alerts.fire({
+        kind: 'gap-permanent',
+        device,
+        message: `${device} replaced its store (new epoch ${report.epoch}) and could not read the old one: an unknown number of records is lost; read the device's StreamBuffer log.`,
+        details: { epoch: report.epoch, previousEpoch: report.previousEpoch, reason: EPOCH_REPLACED, records: null, source: 'epoch-report' },
+      });
       return;
     }
     this.counters.epochLoss += lost;
@@ -590,13 +732,83 @@ export class CloudIngest {
       try {
         await this.withRetries(() => this.archive.put(gapKey(device, stream, epoch, from, to), JSON.stringify({ device, stream, epoch, seqFrom: from, seqTo: to, ...body })));
       } catch (error) {
-        this.counters.archiveErrors += 1;
-        this.logger.error('could not record a permanent gap', { device, stream, epoch, from, to, error: errorMessage(error) });
+        this.noteArchiveError('could not record a permanent gap', { device, stream, epoch, from, to, error: errorMessage(error) });
         return false;
       }
       ledger.markGone(from, to, reason);
     }
     return true;
+  }
+
+  /**
+   * Permanent gaps are an event: nothing can bring the records back. The alert stays firing for
+   * permanentGapHoldMs after the last gap recorded on the stream, so it is seen, then clears.
+   */
+  private firePermanentGap(device: string, stream: string, epoch: string, ranges: SeqRange[], reason: string, source: 'loss-report' | 'epoch-report'): void {
+    const records = ranges.reduce((sum, [from, to]) => sum + to - from + 1, 0);
+    const first = ranges[0];
+    this.alerts.fire({
+      kind: 'gap-permanent',
+      device,
+      stream,
+      message: `${device} declared ${records} record(s) of stream ${stream} permanently lost (${reason}, seqs ${first[0]}-${first[1]}${ranges.length > 1 ? ` and ${ranges.length - 1} more range(s)` : ''}): read the reason under gaps/ and the device's StreamBuffer log.`,
+      details: { epoch, reason, source, records, ranges: ranges.slice(0, 10), holdMs: this.permanentGapHoldMs },
+    });
+  }
+
+  /** Counts a write given up on, logs it, and raises the cloud's own alert until a write succeeds again. */
+  private noteArchiveError(what: string, fields: Record<string, unknown>): void {
+    this.counters.archiveErrors += 1;
+    this.logger.error(what, fields);
+    this.alerts.fire({
+      kind: 'archive-errors',
+      device: CLOUD_DEVICE,
+      message: `The cloud ingest cannot write to its archive (${what}): check the archive's storage (space, permissions, S3 access); devices keep their records meanwhile.`,
+      details: { firstError: fields.error ?? null },
+    });
+  }
+
+  /**
+   * Brings back what the alert view knew before a restart: the alerts that were firing (so they
+   * clear with an event, not silently) and the devices that had reported health (so one that never
+   * comes back is called stale).
+   */
+  private async restoreAlerts(): Promise<void> {
+    try {
+      this.alerts.restore(await readActiveAlerts(this.archive));
+    } catch (error) {
+      this.logger.warn('active alerts unreadable; starting with none', { error: errorMessage(error) });
+    }
+    for (const key of await this.archive.list(HEALTH_PREFIX)) {
+      try {
+        const stored = JSON.parse((await this.archive.get(key))?.toString('utf8') ?? '{}') as { device?: unknown; receivedAt?: unknown };
+        const at = typeof stored.receivedAt === 'string' ? Date.parse(stored.receivedAt) : NaN;
+        if (typeof stored.device === 'string' && !Number.isNaN(at)) this.healthMonitor.seed(stored.device, at);
+      } catch (error) {
+        this.logger.warn('unreadable health object in the archive', { key, error: errorMessage(error) });
+      }
+    }
+    // A device decommissioned by deleting its objects (docs/OPERATIONS.md) will never clear its alerts itself.
+    for (const active of this.alerts.active()) {
+      const forgotten =
+        (active.kind === 'device-stale' && !this.healthMonitor.knows(active.device)) ||
+        (active.kind === 'component-broken' && (await this.archive.get(fleetStatusKey(active.device))) === undefined);
+      if (forgotten) this.alerts.clear(active.alertId, `${active.device} is no longer known to the ingest (its stored state was removed).`);
+    }
+  }
+
+  /** Fires device-stale for silent devices and clears gap-permanent alerts past their hold time. */
+  checkAlerts(nowMs = this.now().getTime()): void {
+    if (this.stopping) return;
+    this.healthMonitor.check(nowMs);
+    for (const active of this.alerts.activeOfKind('gap-permanent')) {
+      const touchedAt = this.alerts.touchedAt(active.alertId) ?? nowMs;
+      if (nowMs - touchedAt < this.permanentGapHoldMs) continue;
+      this.alerts.clear(
+        active.alertId,
+        `No new permanent gap on ${active.device}${active.stream ? ` stream ${active.stream}` : ''} for ${Math.round(this.permanentGapHoldMs / 1000)} s; the loss stays recorded under gaps/ and in _alerts/history/.`,
+      );
+    }
   }
 
   private async rebuildClosedEpochs(): Promise<void> {
@@ -616,6 +828,8 @@ export class CloudIngest {
    */
   checkGaps(nowMs = this.now().getTime()): void {
     if (!this.ledger || this.stopping) return;
+    const openStreams = new Set<string>();
+    const overdue = new Map<string, { device: string; stream: string; epoch: string; ranges: SeqRange[]; openSinceMs: number }>();
     for (const entry of this.ledger.entries()) {
       const key = `${entry.device}\u0000${entry.stream}\u0000${entry.epoch}`;
       const gaps = this.closedEpochs.has(`${entry.device}\u0000${entry.epoch}`) ? [] : entry.ledger.gaps(MAX_GAPS);
@@ -623,6 +837,7 @@ export class CloudIngest {
         this.gapTracking.delete(key);
         continue;
       }
+      openStreams.add(alertId('gap-open', entry.device, entry.stream));
       let tracking = this.gapTracking.get(key);
       if (!tracking) {
         tracking = { firstSeen: new Map(), requested: new Set(), lastRequestAt: 0, attempts: 0 };
@@ -633,6 +848,10 @@ export class CloudIngest {
       for (const from of open) if (!tracking.firstSeen.has(from)) tracking.firstSeen.set(from, nowMs);
       for (const from of [...tracking.requested]) if (!open.has(from)) tracking.requested.delete(from);
       const due = gaps.filter(([from]) => nowMs - tracking!.firstSeen.get(from)! >= this.gapGraceMs);
+      if (due.length > 0 && !overdue.has(alertId('gap-open', entry.device, entry.stream))) {
+        const openSinceMs = Math.min(...due.map(([from]) => tracking!.firstSeen.get(from)!));
+        overdue.set(alertId('gap-open', entry.device, entry.stream), { device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges: due, openSinceMs });
+      }
       // A gap never asked for goes out at once; asking again for the same gaps waits, doubling.
       const fresh = due.some(([from]) => !tracking!.requested.has(from));
       const wait = Math.min(MAX_BACKFILL_RETRY_MS, this.backfillRetryMs * 2 ** Math.max(0, tracking.attempts - 1));
@@ -642,6 +861,30 @@ export class CloudIngest {
       tracking.attempts = fresh ? 1 : tracking.attempts + 1;
       for (const [from] of ranges) tracking.requested.add(from);
       this.trackAck(this.sendBackfill({ schema: BACKFILL_SCHEMA, requestId: randomUUID(), device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges, issuedAt: new Date(nowMs).toISOString() }));
+    }
+    this.updateGapAlerts(overdue, openStreams, nowMs);
+  }
+
+  /**
+   * gap-open fires when a stream has a gap open past the grace time (when backfill starts being
+   * asked for) and clears only when the stream has no open gap at all, so a fresh gap inside its
+   * grace time does not make the alert flap.
+   */
+  private updateGapAlerts(overdue: Map<string, { device: string; stream: string; epoch: string; ranges: SeqRange[]; openSinceMs: number }>, openStreams: Set<string>, nowMs: number): void {
+    for (const gap of overdue.values()) {
+      const records = gap.ranges.reduce((sum, [from, to]) => sum + to - from + 1, 0);
+      this.alerts.fire({
+        kind: 'gap-open',
+        device: gap.device,
+        stream: gap.stream,
+        message: `${gap.device} stream ${gap.stream} has ${records} record(s) missing for ${Math.round((nowMs - gap.openSinceMs) / 1000)} s (first seqs ${gap.ranges[0][0]}-${gap.ranges[0][1]}); backfill is requested: check that the device answers it (MqttPublisher log) and its link.`,
+        details: { epoch: gap.epoch, ranges: gap.ranges.slice(0, 10), records, openSince: new Date(gap.openSinceMs).toISOString(), gapGraceMs: this.gapGraceMs },
+      });
+    }
+    for (const active of this.alerts.activeOfKind('gap-open')) {
+      if (!openStreams.has(active.alertId)) {
+        this.alerts.clear(active.alertId, `Every gap of ${active.device} stream ${active.stream ?? '?'} is closed (backfilled or declared permanent).`);
+      }
     }
   }
 
@@ -682,8 +925,7 @@ export class CloudIngest {
     try {
       await this.withRetries(() => this.archive.put(key, body));
     } catch (error) {
-      this.counters.archiveErrors += 1;
-      this.logger.error('could not store rejected message', { key, reason, topic, error: errorMessage(error) });
+      this.noteArchiveError('could not store rejected message', { key, reason, topic, error: errorMessage(error) });
     }
   }
 
@@ -731,7 +973,9 @@ export class CloudIngest {
     const backoff = new Backoff(this.archiveRetryBaseMs, this.archiveRetryBaseMs * 20);
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await operation();
+        await operation();
+        this.alerts.clear(alertId('archive-errors', CLOUD_DEVICE), 'Archive writes succeed again.');
+        return;
       } catch (error) {
         if (attempt >= this.archiveAttempts) throw error;
         const delay = backoff.nextDelayMs();

@@ -3,10 +3,15 @@ import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
 import { APP } from '../components/shared/topics';
 import { LocalFolderArchive } from './archive';
+import { ArchiveFileSink, LogSink, SnsSink, WebhookSink } from './alert-sinks';
+import type { AlertSink } from './alerts';
 import { createIngestClient, endClient } from './connection';
 import { CloudIngest } from './ingest';
 
-const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive] [--app ${APP}] [--client-id <app>-cloud-ingest] [--gap-grace-ms 10000] [--backfill-retry-ms 30000]`;
+const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive] [--app ${APP}] [--client-id <app>-cloud-ingest] [--gap-grace-ms 10000] [--backfill-retry-ms 30000]
+       [--health-interval-ms 30000] [--stale-after-intervals 3] [--backlog-growing-ms 600000] [--permanent-gap-hold-ms 3600000]
+       [--alert-webhook URL] [--alert-sns-topic ARN] [--alert-region REGION] [--alert-sns-endpoint URL]
+alerts always go to the log and to <archive>/_alerts/; --alert-webhook and --alert-sns-topic add sinks.`;
 
 function numberFlag(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -24,6 +29,14 @@ async function main(): Promise<void> {
       'client-id': { type: 'string' },
       'gap-grace-ms': { type: 'string' },
       'backfill-retry-ms': { type: 'string' },
+      'health-interval-ms': { type: 'string' },
+      'stale-after-intervals': { type: 'string' },
+      'backlog-growing-ms': { type: 'string' },
+      'permanent-gap-hold-ms': { type: 'string' },
+      'alert-webhook': { type: 'string' },
+      'alert-sns-topic': { type: 'string' },
+      'alert-region': { type: 'string' },
+      'alert-sns-endpoint': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -40,6 +53,13 @@ async function main(): Promise<void> {
   const logger = createLogger('CloudIngest', { app, clientId });
 
   const archive = new LocalFolderArchive(archiveRoot);
+  const alertSinks: AlertSink[] = [new LogSink(logger), new ArchiveFileSink(archive)];
+  if (values['alert-webhook'] !== undefined) alertSinks.push(new WebhookSink({ url: values['alert-webhook'] }));
+  if (values['alert-sns-topic'] !== undefined) {
+    alertSinks.push(new SnsSink({ topicArn: values['alert-sns-topic'], region: values['alert-region'], endpoint: values['alert-sns-endpoint'] }));
+  } else if (values['alert-region'] !== undefined || values['alert-sns-endpoint'] !== undefined) {
+    throw new Error('--alert-region and --alert-sns-endpoint need --alert-sns-topic');
+  }
   const client = createIngestClient(values.broker, clientId, logger);
   // Built in the same tick as the client, so the ingest's listener is attached before any message arrives.
   const ingest = new CloudIngest({
@@ -49,6 +69,11 @@ async function main(): Promise<void> {
     logger,
     gapGraceMs: numberFlag('gap-grace-ms', values['gap-grace-ms']),
     backfillRetryMs: numberFlag('backfill-retry-ms', values['backfill-retry-ms']),
+    healthIntervalMs: numberFlag('health-interval-ms', values['health-interval-ms']),
+    staleAfterIntervals: numberFlag('stale-after-intervals', values['stale-after-intervals']),
+    backlogGrowingMs: numberFlag('backlog-growing-ms', values['backlog-growing-ms']),
+    permanentGapHoldMs: numberFlag('permanent-gap-hold-ms', values['permanent-gap-hold-ms']),
+    alertSinks,
   });
 
   let stopping = false;
@@ -70,7 +95,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-  logger.info('starting cloud ingest', { broker: values.broker, archive: archiveRoot, filter: ingest.filter });
+  logger.info('starting cloud ingest', { broker: values.broker, archive: archiveRoot, filters: ingest.filters, alertSinks: alertSinks.map((sink) => sink.name) });
   await ingest.start();
 }
 

@@ -4,6 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFi
 import { join, resolve } from 'node:path';
 import { auditArchive } from '../cloud/audit';
 import { LocalFolderArchive } from '../cloud/archive';
+import { FleetViewServer } from '../cloud/fleet-view/server';
 import { healthKey } from '../cloud/keys';
 import { GreengrassIpc } from '../components/shared/ipc';
 import type { Logger } from '../components/shared/logger';
@@ -24,6 +25,9 @@ export const PROJECT_ROOT = resolve(__dirname, '..', '..');
 const DIST = join(PROJECT_ROOT, 'dist');
 
 export const SENSOR_ACQUISITION = 'com.elevator.SensorAcquisition';
+export const HEALTH_REPORTER = 'com.elevator.HealthReporter';
+/** Health every 5 s under npm start (30 s on a device), so the fleet view moves while one watches. */
+const DEMO_HEALTH_INTERVAL_MS = 5000;
 export const STREAM_BUFFER = 'com.elevator.StreamBuffer';
 
 export interface PipelineOptions {
@@ -49,6 +53,10 @@ export interface PipelineOptions {
   ingestArgs?: string[];
   logger: Logger;
   onProgress?: (progress: Progress) => void;
+  /** Serve the fleet view (cloud/fleet-view) on this port of 127.0.0.1; 0 picks a free port; undefined: no view. */
+  viewPort?: number;
+  /** Called with the fleet view's URL once it listens. */
+  onViewStarted?: (url: string) => void;
 }
 
 export interface Progress {
@@ -100,6 +108,7 @@ export class Pipeline {
   /** A stop asked for before sampling began ends sampling as soon as it begins. */
   private stopEarly = false;
   private phase: Progress['phase'] = 'starting';
+  private view?: FleetViewServer;
 
   constructor(private readonly options: PipelineOptions) {
     const root = resolve(options.root);
@@ -163,6 +172,7 @@ export class Pipeline {
     const root = resolve(this.options.root);
     if (!this.options.resume) rmSync(root, { recursive: true, force: true });
     mkdirSync(root, { recursive: true });
+    await this.startView();
     if (this.options.brokerUrl) {
       this.brokerUrl = this.options.brokerUrl;
     } else {
@@ -170,7 +180,10 @@ export class Pipeline {
       this.brokerUrl = this.broker.url;
     }
     const merge = mergeConfiguration(
-      { [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 } },
+      {
+        [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 },
+        [HEALTH_REPORTER]: { publishIntervalMs: DEMO_HEALTH_INTERVAL_MS },
+      },
       this.options.configurationMerge ?? {},
     );
     writeFileSync(this.paths.config, JSON.stringify(merge, null, 2));
@@ -180,7 +193,15 @@ export class Pipeline {
 
   /** The cloud ingest process; it keeps its archive and broker session across restarts. */
   startIngest(): void {
-    this.ingest = this.spawnNode('cloud-ingest', join(DIST, 'cloud/main.js'), ['--broker', this.brokerUrl, '--archive', this.paths.archive, ...(this.options.ingestArgs ?? [])]);
+    this.ingest = this.spawnNode('cloud-ingest', join(DIST, 'cloud/main.js'), [
+      '--broker',
+      this.brokerUrl,
+      '--archive',
+      this.paths.archive,
+      '--health-interval-ms',
+      String(DEMO_HEALTH_INTERVAL_MS),
+      ...(this.options.ingestArgs ?? []),
+    ]);
   }
 
   killIngest(): void {
@@ -248,12 +269,33 @@ export class Pipeline {
   }
 
   private async shutdown(): Promise<void> {
+    // First, so that a failure further down can never leave the view's server holding the process open.
+    await this.view?.stop();
     await this.cli?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);
     // Device first, so nothing publishes into a cloud that is going away; then the cloud.
     await stopProcess(this.runtime, 60_000);
     await stopProcess(this.ingest, 15_000);
     await this.broker?.close();
+  }
+
+  /** The fleet view's URL, once it listens. */
+  get viewUrl(): string | undefined {
+    return this.view?.port === undefined ? undefined : this.view.url;
+  }
+
+  /** The view only reads the archive folder, so it runs in this process. A port in use costs the view, not the run. */
+  private async startView(): Promise<void> {
+    if (this.options.viewPort === undefined) return;
+    const view = new FleetViewServer({ archive: new LocalFolderArchive(this.paths.archive), port: this.options.viewPort, logger: this.options.logger });
+    try {
+      const url = await view.start();
+      this.view = view;
+      this.options.onViewStarted?.(url);
+    } catch (error) {
+      this.options.logger.error('fleet view not started', { port: this.options.viewPort, error: errorMessage(error) });
+      await view.stop();
+    }
   }
 
   async storeStats(): Promise<StoreStats | undefined> {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../components/shared/logger';
 import { Pipeline, parseDuration, type Progress } from './pipeline';
 
-// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--time-scale N] [--resume]
+// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--time-scale N] [--resume] [--view-port 8080|0|off]
 const { values } = parseArgs({
   options: {
     duration: { type: 'string' },
@@ -13,6 +13,8 @@ const { values } = parseArgs({
     'time-scale': { type: 'string', default: '10' },
     'drain-timeout': { type: 'string', default: '120s' },
     resume: { type: 'boolean', default: false },
+    // The fleet view (cloud/fleet-view): 0 picks a free port, off serves none.
+    'view-port': { type: 'string', default: '8080' },
   },
 });
 
@@ -24,6 +26,13 @@ function statusLine(p: Progress): string {
   return `[${p.phase.padEnd(8)}] sampled ${p.sampled}  stored ${p.stored}  sent ${p.sent}  acknowledged ${p.acked}  archived ${p.archived}  backlog ${p.backlog}  restarts ${p.restarts}`;
 }
 
+function parseViewPort(text: string): number | undefined {
+  if (text === 'off') return undefined;
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--view-port must be 0..65535 or off, got "${text}"`);
+  return port;
+}
+
 async function main(): Promise<number> {
   const pipeline = new Pipeline({
     root: values.root!,
@@ -33,6 +42,8 @@ async function main(): Promise<number> {
     brokerUrl: values.broker,
     resume: values.resume!,
     timeScale: Number(values['time-scale']),
+    viewPort: parseViewPort(values['view-port']!),
+    onViewStarted: (url) => process.stderr.write(`fleet view: ${url}\n`),
     logger,
     onProgress: (p) => {
       // One live line on a terminal; one line per second to stderr otherwise, keeping stdout for the summary.

@@ -89,7 +89,9 @@ export async function traceRecord(root: string, key: TraceKey): Promise<Trace> {
       const stage = stageOf(entry, key);
       if (!stage) continue;
       const { message: _message, level: _level, timestamp, component, correlationId, ...detail } = entry;
-      events.push({ stage, at: String(timestamp), component: String(component), ...(typeof correlationId === 'string' ? { correlationId } : {}), detail });
+      // A publish is logged after the broker took it, so its own start time orders it before the archive.
+      const at = stage === 'published' && typeof detail.sendStartedAt === 'string' ? detail.sendStartedAt : String(timestamp);
+      events.push({ stage, at, component: String(component), ...(typeof correlationId === 'string' ? { correlationId } : {}), detail });
     }
   }
   // Only the first ack covering the record matters; later acks cover it too.

@@ -270,6 +270,7 @@ export class Publisher {
       });
       return false;
     }
+    const sendStartedAt = new Date().toISOString();
     await this.transport.publish(dataTopic(this.thingName, stream), payload, { qos: 1 });
     await this.store.markSent(stream, envelope.seqFrom, envelope.seqTo, Date.now());
     this.backoff.reset();
@@ -278,7 +279,8 @@ export class Publisher {
     this.metrics.recordsResent += chunk.filter((r) => r.sentAt !== null).length;
     this.metrics.bytesSent += payload.length;
     this.metrics.lastPublishAt = new Date().toISOString();
-    this.logger.debug('envelope published', { correlationId: envelope.envelopeId, stream, epoch: envelope.epoch, seqFrom: envelope.seqFrom, seqTo: envelope.seqTo, records: chunk.length, bytes: payload.length });
+    // sendStartedAt, not the line's own time: the cloud can archive the envelope before this line is written.
+    this.logger.debug('envelope published', { correlationId: envelope.envelopeId, stream, epoch: envelope.epoch, seqFrom: envelope.seqFrom, seqTo: envelope.seqTo, records: chunk.length, bytes: payload.length, sendStartedAt });
     return true;
   }
 

@@ -147,7 +147,7 @@ export class ChaosHarness {
       timeScale: 20,
       logger: this.options.logger,
       // Short timers so that a minute of chaos exercises every recovery path more than once.
-      runtimeArgs: ['--spooler-max-bytes', '32768', '--error-reset-ms', String(ERROR_RESET_MS), '--restart-delay-ms', '300'],
+      runtimeArgs: ['--spooler-max-bytes', '16384', '--error-reset-ms', String(ERROR_RESET_MS), '--restart-delay-ms', '300'],
       runtimeEnv: FAKETIME_LIB
         ? { LD_PRELOAD: FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE: this.faketimeFile, FAKETIME_NO_CACHE: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1' }
         : {},
@@ -235,7 +235,7 @@ export class ChaosHarness {
         const before = this.pipeline!.runtimeStatus()?.spooler.rejected ?? 0;
         this.event('note', 'link down until the runtime spooler refuses publishes');
         this.proxy!.blackhole(true);
-        const until = Date.now() + Math.max(budgetMs, 12_000);
+        const until = Date.now() + Math.max(budgetMs, 20_000);
         while (Date.now() < until && (this.pipeline!.runtimeStatus()?.spooler.rejected ?? 0) <= before) await sleep(250);
         const rejected = (this.pipeline!.runtimeStatus()?.spooler.rejected ?? 0) - before;
         if (rejected > 0) this.fired(fault, `spooler full: ${rejected} publishes refused`);

@@ -49,6 +49,16 @@ export function makeEnvelope(from: number, to: number, ids: { device?: string; s
   return buildEnvelope(ids.device ?? DEVICE, ids.stream ?? STREAM, ids.epoch ?? EPOCH, makeRecords(from, to), SENT_AT);
 }
 
+/** A LocalFolderArchive in a fresh temporary folder, removed afterwards. */
+export async function withArchive(body: (archive: LocalFolderArchive, root: string) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  try {
+    await body(new LocalFolderArchive(dir.path), dir.path);
+  } finally {
+    await dir.remove();
+  }
+}
+
 export async function tempDir(prefix = 'cloud-test-'): Promise<{ path: string; remove(): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GreengrassIpc, classifyIpcError, describeIpcError } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
-import { startRuntime, testRecipe, type RuntimeFixture } from '../helpers/runtime-fixture';
+import { startRuntime, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
 import { freePort } from '../helpers/mosquitto';
 
 // Limits the nucleus enforces on IPC and on the IoT Core bridge, driven through the real SDK client.
@@ -18,6 +18,15 @@ const accessControl = {
 
 async function connectAs(fixture: RuntimeFixture): Promise<GreengrassIpc> {
   return GreengrassIpc.connect({ logger: createLogger('limits-test'), socketPath: fixture.runtime.socketPath, authToken: fixture.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+}
+
+/**
+ * Messages already spooled once the component runs: the runtime's own fleet status messages (at
+ * launch, and when every component reached RUNNING) wait in the spooler too while it is offline.
+ */
+async function spooledOnceSettled(fixture: RuntimeFixture): Promise<number> {
+  await waitFor('the component RUNNING', () => fixture.runtime.status().components[COMPONENT].state === 'RUNNING');
+  return fixture.runtime.status().spooler.messages;
 }
 
 async function refusal(call: Promise<unknown>): Promise<string> {
@@ -62,9 +71,10 @@ test('while the bridge is offline a QoS 0 publish is refused and a QoS 1 publish
   const fixture = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: `mqtt://127.0.0.1:${port}` });
   const ipc = await connectAs(fixture);
   try {
+    const before = await spooledOnceSettled(fixture);
     assert.match(await refusal(ipc.publishToIoTCore('dt/x', 'lost', { qos: 0 })), /QoS 0 publish refused: not connected/);
     await ipc.publishToIoTCore('dt/x', 'kept', { qos: 1 });
-    assert.equal(fixture.runtime.status().spooler.messages, 1);
+    assert.equal(fixture.runtime.status().spooler.messages - before, 1);
   } finally {
     await ipc.close();
     await fixture.stop();
@@ -76,9 +86,10 @@ test('with keepQos0WhenOffline a QoS 0 publish made while the bridge is offline 
   const fixture = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: `mqtt://127.0.0.1:${port}`, keepQos0WhenOffline: true });
   const ipc = await connectAs(fixture);
   try {
+    const before = await spooledOnceSettled(fixture);
     await ipc.publishToIoTCore('dt/x', 'kept at QoS 0', { qos: 0 });
     await ipc.publishToIoTCore('dt/x', 'kept at QoS 1', { qos: 1 });
-    assert.equal(fixture.runtime.status().spooler.messages, 2, 'both wait in the spooler');
+    assert.equal(fixture.runtime.status().spooler.messages - before, 2, 'both wait in the spooler');
   } finally {
     await ipc.close();
     await fixture.stop();

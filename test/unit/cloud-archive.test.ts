@@ -2,18 +2,10 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { checkArchiveKey, LocalFolderArchive } from '../../cloud/archive';
+import { checkArchiveKey } from '../../cloud/archive';
 import { decodeKeySegment, encodeKeySegment, healthKey, parseRecordKey, recordKey, rejectedKey } from '../../cloud/keys';
-import { tempDir } from '../helpers/cloud-fixtures';
+import { withArchive } from '../helpers/cloud-fixtures';
 
-async function withArchive(body: (archive: LocalFolderArchive, root: string) => Promise<void>): Promise<void> {
-  const dir = await tempDir();
-  try {
-    await body(new LocalFolderArchive(dir.path), dir.path);
-  } finally {
-    await dir.remove();
-  }
-}
 
 describe('LocalFolderArchive', () => {
   test('get returns what put stored, as bytes', () =>
