@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
-import { topicMatches } from './topic-filter';
+import { topicMatches } from '../components/shared/topic-filter';
 
 /**
  * The runtime's connection to "AWS IoT Core": a real MQTT broker (embedded aedes by default, or

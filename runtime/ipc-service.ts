@@ -8,7 +8,7 @@ import type { LocalMessage, LocalPubSub } from './local-pubsub';
 import { jsonPointer } from './recipe';
 import { PublishRefusedError } from './spooler';
 import { invalidIotTopicReason } from './iot-topic';
-import { hasWildcard, invalidFilterReason } from './topic-filter';
+import { hasWildcard, invalidFilterReason } from '../components/shared/topic-filter';
 import { MAX_TOPIC_BYTES } from '../components/shared/topics';
 
 /**

@@ -1,4 +1,4 @@
-import { topicMatches } from './topic-filter';
+import { topicMatches } from '../components/shared/topic-filter';
 
 /**
  * Greengrass local publish/subscribe between components (PublishToTopic / SubscribeToTopic).

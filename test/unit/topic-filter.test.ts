@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hasWildcard, invalidFilterReason, topicMatches } from '../../runtime/topic-filter';
+import { hasWildcard, invalidFilterReason, topicMatches } from '../../components/shared/topic-filter';
 
 // MQTT 3.1.1 section 4.7 (and the same text in MQTT 5 section 4.7); the examples are the spec's own.
 describe('topicMatches: exact topics', () => {
