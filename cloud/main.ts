@@ -3,12 +3,13 @@ import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
 import { APP } from '../components/shared/topics';
 import { LocalFolderArchive } from './archive';
+import { parseS3Url, S3ArchiveBackend } from './s3-archive';
 import { ArchiveFileSink, LogSink, SnsSink, WebhookSink } from './alert-sinks';
 import type { AlertSink } from './alerts';
 import { createIngestClient, endClient } from './connection';
 import { CloudIngest } from './ingest';
 
-const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive] [--app ${APP}] [--client-id <app>-cloud-ingest] [--gap-grace-ms 10000] [--backfill-retry-ms 30000]
+const USAGE = `usage: node dist/cloud/main.js [--broker mqtt://127.0.0.1:1883] [--archive .local/cloud-archive | s3://<bucket>[/<prefix>]] [--s3-region us-east-1] [--s3-endpoint URL] [--app ${APP}] [--client-id <app>-cloud-ingest] [--gap-grace-ms 10000] [--backfill-retry-ms 30000]
        [--health-interval-ms 30000] [--stale-after-intervals 3] [--backlog-growing-ms 600000] [--permanent-gap-hold-ms 3600000]
        [--alert-webhook URL] [--alert-sns-topic ARN] [--alert-region REGION] [--alert-sns-endpoint URL]
 alerts always go to the log and to <archive>/_alerts/; --alert-webhook and --alert-sns-topic add sinks.`;
@@ -37,6 +38,8 @@ async function main(): Promise<void> {
       'alert-sns-topic': { type: 'string' },
       'alert-region': { type: 'string' },
       'alert-sns-endpoint': { type: 'string' },
+      's3-region': { type: 'string' },
+      's3-endpoint': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -49,10 +52,15 @@ async function main(): Promise<void> {
   const app = values.app;
   // Stable by default: the broker keeps the persistent session under this id across restarts.
   const clientId = values['client-id'] ?? `${app}-cloud-ingest`;
-  const archiveRoot = resolve(values.archive);
+  const archiveRoot = values.archive.startsWith('s3://') ? values.archive : resolve(values.archive);
   const logger = createLogger('CloudIngest', { app, clientId });
 
-  const archive = new LocalFolderArchive(archiveRoot);
+  const archive = archiveRoot.startsWith('s3://')
+    ? new S3ArchiveBackend({ ...parseS3Url(archiveRoot), region: values['s3-region'], endpoint: values['s3-endpoint'] })
+    : new LocalFolderArchive(archiveRoot);
+  if (!archiveRoot.startsWith('s3://') && (values['s3-region'] !== undefined || values['s3-endpoint'] !== undefined)) {
+    throw new Error('--s3-region and --s3-endpoint need --archive s3://<bucket>[/<prefix>]');
+  }
   const alertSinks: AlertSink[] = [new LogSink(logger), new ArchiveFileSink(archive)];
   if (values['alert-webhook'] !== undefined) alertSinks.push(new WebhookSink({ url: values['alert-webhook'] }));
   if (values['alert-sns-topic'] !== undefined) {
