@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import YAML from 'yaml';
 import { auditArchive } from '../../cloud/audit';
 import { LocalFolderArchive } from '../../cloud/archive';
 import { GreengrassIpc } from '../../components/shared/ipc';
@@ -34,29 +35,45 @@ async function motorRate(pipeline: Pipeline, windowMs: number): Promise<number> 
   return ((await motorAppended(pipeline)) - before) / (windowMs / 1000);
 }
 
-test('through a live configuration change, an invalid deployment and a component update, nothing is lost or stored twice', { timeout: 300_000 }, async () => {
+/** The four recipes at a new version, pointing at the same built artifacts; Run replaced for a broken one. */
+function recipesAt(root: string, version: string, only?: string[], brokenRun?: string): string {
+  const folder = join(root, `recipes-${version}`);
+  mkdirSync(folder);
+  for (const file of readdirSync(join(PROJECT_ROOT, 'recipes')).filter((f) => f.endsWith('.yaml'))) {
+    const recipe = YAML.parse(readFileSync(join(PROJECT_ROOT, 'recipes', file), 'utf8')) as { ComponentName: string; ComponentVersion: string; Manifests: Array<{ Lifecycle: Record<string, unknown> }> };
+    if (only && !only.includes(recipe.ComponentName)) continue;
+    recipe.ComponentVersion = version;
+    if (brokenRun) for (const manifest of recipe.Manifests) manifest.Lifecycle.Run = brokenRun;
+    writeFileSync(join(folder, file), YAML.stringify(recipe));
+  }
+  return folder;
+}
+
+function currentVersion(): string {
+  return (YAML.parse(readFileSync(join(PROJECT_ROOT, 'recipes', `${PUBLISHER}.yaml`), 'utf8')) as { ComponentVersion: string }).ComponentVersion;
+}
+
+function bump(version: string, by: number): string {
+  const [major, minor, patch] = version.split('.').map(Number);
+  return `${major}.${minor}.${patch + by}`;
+}
+
+async function motorWatermark(pipeline: Pipeline): Promise<number> {
+  return (await pipeline.storeStats())?.streams.find((s) => s.stream === 'motor')?.watermark ?? 0;
+}
+
+test('over the air, mid-stream: an invalid deployment is refused, version N+1 of every component, a live configuration change, a broken version rolled back; nothing lost or stored twice', { timeout: 420_000 }, async () => {
   const root = tempRoot('dp-');
   // Samples until the deployments are done (requestStop), however slow the machine is.
   const pipeline = new Pipeline({ root, thingName: 'deploy-thing-01', drainTimeoutMs: 90_000, resume: false, timeScale: 20, logger: createLogger('deploy-test') });
   const running = pipeline.run();
+  const components = [ACQUISITION, 'com.elevator.StreamBuffer', PUBLISHER, 'com.elevator.HealthReporter'];
   try {
     const status = () => pipeline.runtimeStatus()?.components ?? {};
     await waitFor('the publisher running', () => status()[PUBLISHER]?.state === 'RUNNING' && status()[ACQUISITION]?.state === 'RUNNING', 30_000);
     await new Promise((r) => setTimeout(r, 3_000));
 
-    // 1. A configuration change applies live: five times the motor sampling, same process.
-    const acquisitionPid = status()[ACQUISITION].pid;
-    const rateBefore = await motorRate(pipeline, 3_000);
-    const faster = join(root, 'faster.json');
-    writeFileSync(faster, JSON.stringify({ simulator: { metricsIntervalMs: 200 } }));
-    const change = await deploy(root, ['--merge', `${ACQUISITION}=${faster}`]);
-    assert.equal(change.status, 0, change.output);
-    await new Promise((r) => setTimeout(r, 500));
-    const rateAfter = await motorRate(pipeline, 3_000);
-    assert.ok(rateAfter > rateBefore * 2.5, `motor rate ${rateBefore}/s before, ${rateAfter}/s after`);
-    assert.equal(status()[ACQUISITION].pid, acquisitionPid, 'not restarted');
-
-    // 2. An invalid deployment is rejected by the component, with a reason; the old value stays.
+    // 1. An invalid deployment is rejected by the component, with a reason; the old value stays.
     const invalid = join(root, 'invalid.json');
     writeFileSync(invalid, JSON.stringify({ maxEnvelopeBytes: 100 }));
     const rejected = await deploy(root, ['--merge', `${PUBLISHER}=${invalid}`]);
@@ -71,17 +88,39 @@ test('through a live configuration change, an invalid deployment and a component
     }
     assert.match(readFileSync(join(root, 'greengrass', 'logs', `${PUBLISHER}.log`), 'utf8'), /deployment rejected: invalid configuration/);
 
-    // 3. A new version of the publisher replaces the running one mid-stream.
-    const recipes = join(root, 'recipes-0.1.1');
-    mkdirSync(recipes);
-    const recipe = readFileSync(join(PROJECT_ROOT, 'recipes', `${PUBLISHER}.yaml`), 'utf8').replace('ComponentVersion: "0.1.0"', 'ComponentVersion: "0.1.1"');
-    writeFileSync(join(recipes, `${PUBLISHER}.yaml`), recipe);
-    const publisherPid = status()[PUBLISHER].pid;
-    const update = await deploy(root, ['--recipes', recipes, '--artifacts', join(PROJECT_ROOT, 'build', 'artifacts'), '--add', `${PUBLISHER}=0.1.1`]);
+    // 2. Version N+1 of every component replaces the running one mid-stream, in one deployment.
+    const next = bump(currentVersion(), 1);
+    const pids = Object.fromEntries(components.map((c) => [c, status()[c].pid]));
+    const update = await deploy(root, ['--recipes', recipesAt(root, next), '--artifacts', join(PROJECT_ROOT, 'build', 'artifacts'), ...components.flatMap((c) => ['--add', `${c}=${next}`])]);
     assert.equal(update.status, 0, update.output);
-    await waitFor('the new version running', () => status()[PUBLISHER]?.version === '0.1.1' && status()[PUBLISHER]?.state === 'RUNNING', 30_000);
-    assert.notEqual(status()[PUBLISHER].pid, publisherPid);
+    await waitFor(`every component at ${next} and RUNNING`, () => components.every((c) => status()[c]?.version === next && status()[c]?.state === 'RUNNING'), 60_000);
+    for (const c of components) assert.notEqual(status()[c].pid, pids[c], `${c} runs a new process`);
     await new Promise((r) => setTimeout(r, 3_000));
+
+    // 3. A configuration change applies live on the new version: five times the motor sampling, same process.
+    const acquisitionPid = status()[ACQUISITION].pid;
+    const rateBefore = await motorRate(pipeline, 3_000);
+    const faster = join(root, 'faster.json');
+    writeFileSync(faster, JSON.stringify({ simulator: { metricsIntervalMs: 200 } }));
+    const change = await deploy(root, ['--merge', `${ACQUISITION}=${faster}`]);
+    assert.equal(change.status, 0, change.output);
+    await new Promise((r) => setTimeout(r, 500));
+    const rateAfter = await motorRate(pipeline, 3_000);
+    assert.ok(rateAfter > rateBefore * 2.5, `motor rate ${rateBefore}/s before, ${rateAfter}/s after`);
+    assert.equal(status()[ACQUISITION].pid, acquisitionPid, 'not restarted');
+
+    // 4. A broken publisher (it fails at every start) is rolled back to N+1, and data flows on.
+    const broken = bump(currentVersion(), 2);
+    const brokenUpdate = await deploy(root, ['--recipes', recipesAt(root, broken, [PUBLISHER], 'echo broken build; exit 3'), '--artifacts', join(PROJECT_ROOT, 'build', 'artifacts'), '--add', `${PUBLISHER}=${broken}`]);
+    assert.equal(brokenUpdate.status, 1, brokenUpdate.output);
+    assert.match(brokenUpdate.output, /FAILED_ROLLBACK_COMPLETE/);
+    await waitFor(`the publisher back at ${next} and RUNNING`, () => status()[PUBLISHER]?.version === next && status()[PUBLISHER]?.state === 'RUNNING', 60_000);
+    const watermark = await motorWatermark(pipeline);
+    const deadline = Date.now() + 60_000;
+    while ((await motorWatermark(pipeline)) <= watermark) {
+      assert.ok(Date.now() < deadline, `no record acknowledged in 60 s after the rollback (watermark stuck at ${watermark})`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
   } finally {
     // Also on a failed assertion, so the pipeline drains and every process stops.
     pipeline.requestStop();
