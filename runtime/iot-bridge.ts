@@ -35,6 +35,8 @@ export class IotBridge {
   private readonly inFlight = new Set<number>();
   private readonly listeners = new Map<number, { filter: string; listener: IotMessageListener }>();
   private readonly filterRefs = new Map<string, number>();
+  /** Per filter, the broker's answer to the last SUBSCRIBE sent for it. */
+  private readonly subacks = new Map<string, Promise<void>>();
   private nextListenerId = 1;
   private readonly maxInFlight: number;
   readonly maxMessageSize: number;
@@ -110,11 +112,28 @@ export class IotBridge {
     await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
   }
 
+  /**
+   * Resolves once the broker has acknowledged the filter's subscription, as the nucleus answers
+   * SubscribeToIoTCore only after its MQTT subscribe completed (MqttProxyIPCAgent, MqttClient.subscribe);
+   * a message sent right after the answer then reaches the subscriber. Offline, it resolves at once:
+   * the filter is subscribed on the next connect.
+   */
+  whenSubscribed(filter: string): Promise<void> {
+    return this.subacks.get(filter) ?? Promise.resolve();
+  }
+
   private subscribeOnBroker(filter: string): void {
     if (!this.connected) return; // subscribed on (re)connect
-    this.client!.subscribe(filter, { qos: 1 }, (error) => {
-      if (error) this.options.logger.error('broker refused a subscription', { filter, error: error.message });
+    const suback = new Promise<void>((resolve, reject) => {
+      this.client!.subscribe(filter, { qos: 1 }, (error, granted) => {
+        const refused = error ?? (granted?.some((g) => g.qos === 128) ? new Error('the broker refused the subscription (SUBACK 0x80)') : undefined);
+        if (!refused) return resolve();
+        this.options.logger.error('broker refused a subscription', { filter, error: refused.message });
+        reject(refused);
+      });
     });
+    suback.catch(() => undefined); // a refusal is logged; callers that wait see it through whenSubscribed
+    this.subacks.set(filter, suback);
   }
 
   private drain(): void {

@@ -57,6 +57,8 @@ export class IpcError extends Error {
 }
 
 export const SERVICE_ERROR = 'aws.greengrass#ServiceError';
+/** How long SubscribeToIoTCore waits for the broker's SUBACK before it fails the call. */
+const SUBACK_TIMEOUT_MS = 10_000;
 export const UNAUTHORIZED = 'aws.greengrass#UnauthorizedError';
 export const INVALID_ARGUMENTS = 'aws.greengrass#InvalidArgumentsError';
 export const RESOURCE_NOT_FOUND = 'aws.greengrass#ResourceNotFoundError';
@@ -286,7 +288,7 @@ export class IpcService implements RpcHandlers {
     return {};
   }
 
-  private subscribeToIoTCore(context: CallContext): unknown {
+  private async subscribeToIoTCore(context: CallContext): Promise<unknown> {
     const { principal, request } = context;
     const topic = requireIotTopic(request.topicName, 'subscribe');
     const invalid = invalidFilterReason(topic);
@@ -296,6 +298,12 @@ export class IpcService implements RpcHandlers {
       context.emit({ message: { topicName: actualTopic, payload: payload.toString('base64'), retain } }),
     );
     context.onClose(unsubscribe);
+    try {
+      await withTimeout(this.bridge.whenSubscribed(topic), SUBACK_TIMEOUT_MS, `no SUBACK from the IoT broker for ${topic} within ${SUBACK_TIMEOUT_MS} ms`);
+    } catch (error) {
+      unsubscribe();
+      throw new IpcError(SERVICE_ERROR, `Subscribe to topic ${topic} failed: ${errorMessage(error)}`);
+    }
     return {};
   }
 
@@ -353,4 +361,12 @@ function parseQos(value: unknown): 0 | 1 {
   // The nucleus refuses a publish without a QoS ("QoS is required", MqttProxyIPCAgent).
   if (value === undefined) throw new IpcError(INVALID_ARGUMENTS, 'qos is required');
   throw new IpcError(INVALID_ARGUMENTS, `qos must be "0" or "1", got ${JSON.stringify(value)}`);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -29,6 +29,7 @@ export const HEALTH_REPORTER = 'com.elevator.HealthReporter';
 /** Health every 5 s under npm start (30 s on a device), so the fleet view moves while one watches. */
 const DEMO_HEALTH_INTERVAL_MS = 5000;
 export const STREAM_BUFFER = 'com.elevator.StreamBuffer';
+export const MQTT_PUBLISHER = 'com.elevator.MqttPublisher';
 
 export interface PipelineOptions {
   root: string;
@@ -47,6 +48,11 @@ export interface PipelineOptions {
   configurationMerge?: Record<string, Record<string, unknown>>;
   /** Where the runtime's IoT bridge connects, when not brokerUrl (e.g. through a fault proxy). */
   deviceBrokerUrl?: string;
+  /**
+   * How MqttPublisher reaches the broker: "ipc" (default) through the runtime's IoT bridge and
+   * spooler, or "mqtt5" with its own MQTT 5 connection to deviceBrokerUrl (else brokerUrl).
+   */
+  publisherTransport?: 'ipc' | 'mqtt5';
   /** Extra flags for the runtime and the cloud ingest, and extra environment for the runtime. */
   runtimeArgs?: string[];
   runtimeEnv?: Record<string, string>;
@@ -175,6 +181,8 @@ export class Pipeline {
     await this.startView();
     if (this.options.brokerUrl) {
       this.brokerUrl = this.options.brokerUrl;
+    } else if (this.options.publisherTransport === 'mqtt5') {
+      throw new Error('--transport mqtt5 needs an MQTT 5 broker: pass --broker mqtt://host:port (for example a local mosquitto); the embedded aedes broker speaks MQTT 3.1.1 only');
     } else {
       this.broker = await startEmbeddedBroker();
       this.brokerUrl = this.broker.url;
@@ -183,12 +191,21 @@ export class Pipeline {
       {
         [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 },
         [HEALTH_REPORTER]: { publishIntervalMs: DEMO_HEALTH_INTERVAL_MS },
+        ...(this.options.publisherTransport === 'mqtt5' ? { [MQTT_PUBLISHER]: { transport: this.mqtt5TransportConfig() } } : {}),
       },
       this.options.configurationMerge ?? {},
     );
     writeFileSync(this.paths.config, JSON.stringify(merge, null, 2));
     this.startIngest();
     await this.startRuntime();
+  }
+
+  /**
+   * MqttPublisher's own MQTT 5 connection. Its client id is not the thing name, which the
+   * runtime's IoT bridge already uses: two connections with one id would take each other's session.
+   */
+  private mqtt5TransportConfig(): Record<string, unknown> {
+    return { type: 'mqtt5', brokerUrl: this.options.deviceBrokerUrl ?? this.brokerUrl, clientId: `${this.options.thingName}-publisher`, minReconnectDelayMs: 200, maxReconnectDelayMs: 5000 };
   }
 
   /** The cloud ingest process; it keeps its archive and broker session across restarts. */

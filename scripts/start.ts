@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../components/shared/logger';
 import { Pipeline, parseDuration, type Progress } from './pipeline';
 
-// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--time-scale N] [--resume] [--view-port 8080|0|off]
+// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--transport ipc|mqtt5] [--time-scale N] [--resume] [--view-port 8080|0|off]
 const { values } = parseArgs({
   options: {
     duration: { type: 'string' },
@@ -10,6 +10,8 @@ const { values } = parseArgs({
     thing: { type: 'string', default: 'elevator-dev-01' },
     root: { type: 'string', default: '.local/run' },
     broker: { type: 'string' },
+    // MqttPublisher's data path: through the runtime's IoT bridge (ipc) or its own MQTT 5 connection to --broker (mqtt5).
+    transport: { type: 'string', default: 'ipc' },
     'time-scale': { type: 'string', default: '10' },
     'drain-timeout': { type: 'string', default: '120s' },
     resume: { type: 'boolean', default: false },
@@ -33,6 +35,11 @@ function parseViewPort(text: string): number | undefined {
   return port;
 }
 
+function parseTransport(text: string): 'ipc' | 'mqtt5' {
+  if (text !== 'ipc' && text !== 'mqtt5') throw new Error(`--transport must be ipc or mqtt5, got "${text}"`);
+  return text;
+}
+
 async function main(): Promise<number> {
   const pipeline = new Pipeline({
     root: values.root!,
@@ -40,6 +47,7 @@ async function main(): Promise<number> {
     durationMs: values.duration ? parseDuration(values.duration) : undefined,
     drainTimeoutMs: parseDuration(values['drain-timeout']!),
     brokerUrl: values.broker,
+    publisherTransport: parseTransport(values.transport!),
     resume: values.resume!,
     timeScale: Number(values['time-scale']),
     viewPort: parseViewPort(values['view-port']!),

@@ -1,10 +1,68 @@
 import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
 import type { PublisherConfig } from './publisher';
 
+/**
+ * How the publisher reaches the broker. "ipc" (the default): PublishToIoTCore through the
+ * Greengrass nucleus and its spooler. "mqtt5": its own MQTT 5 connection straight to the broker
+ * (AWS IoT Core or any MQTT 5 broker), for devices without a nucleus spooler worth having, and for
+ * running without Greengrass. Unset mqtt5 fields take MQTT5_DEFAULTS (mqtt5-transport.ts).
+ */
+export type TransportConfig =
+  | { type: 'ipc' }
+  | {
+      type: 'mqtt5';
+      brokerUrl: string;
+      /** Default: the thing name (AWS_IOT_THING_NAME), which is what an IoT Core policy usually allows. */
+      clientId?: string;
+      certPath?: string;
+      keyPath?: string;
+      caPath?: string;
+      keepAliveSec?: number;
+      sessionExpirySec?: number;
+      minReconnectDelayMs?: number;
+      maxReconnectDelayMs?: number;
+      maxQueuedPublishes?: number;
+      ackTimeoutSec?: number;
+    };
+
 export interface MqttPublisherConfig extends PublisherConfig {
   logLevel?: LogLevel;
   heartbeatIntervalMs: number;
+  transport: TransportConfig;
 }
+
+const PEM_PATH = { type: 'string', minLength: 1, maxLength: 4096 };
+
+const transportSchema = {
+  type: 'object',
+  additionalProperties: false,
+  default: { type: 'ipc' },
+  required: ['type'],
+  properties: {
+    type: { enum: ['ipc', 'mqtt5'] },
+    brokerUrl: { type: 'string', pattern: '^mqtts?://[^/]+$', maxLength: 1024 },
+    // AWS IoT Core: a client id is at most 128 bytes (IoT Core quotas, "Client ID size").
+    clientId: { type: 'string', minLength: 1, maxLength: 128 },
+    certPath: PEM_PATH,
+    keyPath: PEM_PATH,
+    caPath: PEM_PATH,
+    // AWS IoT Core accepts a keep-alive of 30..1200 s (IoT Core quotas, "Keep-alive period").
+    keepAliveSec: { type: 'integer', minimum: 30, maximum: 1200 },
+    // AWS IoT Core keeps a persistent session at most 7 days (604800 s).
+    sessionExpirySec: { type: 'integer', minimum: 0, maximum: 604800 },
+    minReconnectDelayMs: { type: 'integer', minimum: 100, maximum: 600000 },
+    maxReconnectDelayMs: { type: 'integer', minimum: 100, maximum: 3600000 },
+    // AWS IoT Core allows 100 unacknowledged QoS 1 publishes per connection.
+    maxQueuedPublishes: { type: 'integer', minimum: 1, maximum: 100 },
+    ackTimeoutSec: { type: 'integer', minimum: 5, maximum: 3600 },
+  },
+  // The MQTT 5 fields mean nothing over IPC: refusing them there catches a half-edited deployment.
+  if: { properties: { type: { const: 'mqtt5' } } },
+  then: { required: ['brokerUrl'], properties: { brokerUrl: true } },
+  else: { maxProperties: 1 },
+  // Mutual TLS needs both halves; one without the other is a deployment mistake, not a choice.
+  dependencies: { certPath: ['keyPath'], keyPath: ['certPath'] },
+};
 
 /** Recipe DefaultConfiguration keys for MqttPublisher, with their defaults. */
 export const mqttPublisherConfigSchema = {
@@ -22,5 +80,6 @@ export const mqttPublisherConfigSchema = {
     maxBackfillRecords: { type: 'integer', minimum: 1, maximum: 10000, default: 10000 },
     reportRepeatMs: { type: 'integer', minimum: 1000, maximum: 86400000, default: 300000 },
     heartbeatIntervalMs: { type: 'integer', minimum: 500, maximum: 3600000, default: 5000 },
+    transport: transportSchema,
   },
 };

@@ -1,24 +1,73 @@
+import { sleep } from '../shared/backoff';
 import { runComponent } from '../shared/component';
+import type { GreengrassIpc } from '../shared/ipc';
+import { errorMessage, type Logger } from '../shared/logger';
 import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
-import { mqttPublisherConfigSchema, type MqttPublisherConfig } from './config';
+import { mqttPublisherConfigSchema, type MqttPublisherConfig, type TransportConfig } from './config';
 import { IpcTransport } from './ipc-transport';
+import { Mqtt5Transport } from './mqtt5-transport';
 import { Publisher } from './publisher';
+import type { Transport } from './transport';
 
-// Wiring only: store -> publisher -> IPC transport; acks come back on the same transport.
+/** How long a start without a broker connection goes before it says so in the log. */
+const CONNECT_WARNING_AFTER_MS = 10_000;
+/**
+ * At SIGTERM the envelope in flight may be waiting for a PUBACK over a dead link, for as long as
+ * the outage lasts. After this long the transport is closed, which fails that publish (never
+ * marked sent), well inside the nucleus's default 15 s shutdown timeout.
+ */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+interface BuiltTransport {
+  transport: Transport;
+  metrics(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+function buildTransport(config: TransportConfig, ipc: GreengrassIpc, thingName: string, logger: Logger): BuiltTransport {
+  if (config.type === 'ipc') {
+    const transport = new IpcTransport(ipc);
+    return { transport, metrics: () => ({ transport: transport.name }), close: () => transport.close() };
+  }
+  const { type: _type, ...options } = config;
+  const transport = new Mqtt5Transport({ ...options, clientId: options.clientId ?? thingName, logger });
+  transport.start();
+  // Not awaited: an offline device still starts, and its records wait in the store.
+  transport.waitConnected(CONNECT_WARNING_AFTER_MS).catch((error) => logger.warn('MQTT 5: not connected yet; records wait in the store and the client keeps trying', { error: errorMessage(error) }));
+  return {
+    transport,
+    metrics: () => ({ transport: transport.name, mqtt5: { connected: transport.isConnected, ...transport.counters } }),
+    close: () => transport.close(),
+  };
+}
+
+// Wiring only: store -> publisher -> transport (IPC or MQTT 5, per configuration); acks come back on the same transport.
 void runComponent<MqttPublisherConfig>({
   name: 'MqttPublisher',
   configSchema: mqttPublisherConfigSchema,
   heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
   async start({ config, logger, thingName, ipc }) {
     const store = await openStoreWhenHealthy(storePathFromEnv(), logger);
-    const publisher = new Publisher(store, new IpcTransport(ipc), thingName, config, logger);
+    const path = buildTransport(config.transport, ipc, thingName, logger);
+    logger.info('publish path', { transport: path.transport.name, ...(config.transport.type === 'mqtt5' ? { broker: config.transport.brokerUrl } : {}) });
+    const publisher = new Publisher(store, path.transport, thingName, config, logger);
     await publisher.start();
+    const startedWith = JSON.stringify(config.transport);
     return {
-      metrics: () => ({ ...publisher.metrics, ...publisher.losses.metrics, ...publisher.backfill.metrics, epoch: store.epoch }),
-      applyConfiguration: (next) => publisher.reconfigure(next),
+      metrics: () => ({ ...publisher.metrics, ...publisher.losses.metrics, ...publisher.backfill.metrics, ...path.metrics(), epoch: store.epoch }),
+      applyConfiguration: (next) => {
+        if (JSON.stringify(next.transport) !== startedWith) logger.warn('transport configuration changed: it applies at the next restart of this component', { running: config.transport.type, configured: next.transport.type });
+        publisher.reconfigure(next);
+      },
       deferUpdate: () => publisher.updateDeferral(),
       async stop() {
-        await publisher.stop();
+        // Publisher first: it finishes the envelope in flight over the transport, then nothing more goes out.
+        const stopped = publisher.stop();
+        const grace = new AbortController();
+        await Promise.race([stopped, sleep(SHUTDOWN_GRACE_MS, grace.signal)]);
+        grace.abort();
+        await path.close();
+        await stopped;
         await store.close();
       },
     };

@@ -3,11 +3,15 @@
  * devices without Greengrass and for tests. Mutual TLS to AWS IoT Core or any MQTT 5 broker;
  * plain TCP only for loopback tests (mqtt:// URLs).
  *
- * - Persistent session: sessionBehavior RejoinPostSuccess with a session expiry (default 1 h), so
- *   the broker keeps subscriptions and queued QoS 1 messages across a reconnect; subscriptions are
- *   sent again only when the broker says the session is gone (CONNACK sessionPresent false).
- * - Reconnects: the client's jittered exponential backoff between minReconnectDelayMs and
- *   maxReconnectDelayMs, reset only after minConnectedTimeToResetReconnectDelayMs connected.
+ * - Persistent session: sessionBehavior RejoinAlways with a session expiry (default 1 h), so the
+ *   broker keeps subscriptions and queued QoS 1 messages (acks, backfill requests) across a
+ *   reconnect AND a restart of the process; subscriptions are sent again only when the broker says
+ *   the session is gone (CONNACK sessionPresent false).
+ * - Reconnects: failed connection attempts follow the SDK's decorrelated jitter,
+ *   next = min(max, random(min, 3 x previous)). After a lost connection the transport pauses
+ *   itself (pauseAfterDisconnect): at least minReconnectDelayMs (1 s by default, so a server
+ *   disconnect is never answered at once) plus full jitter that doubles per disconnect; both reset
+ *   only after minConnectedTimeToResetReconnectDelayMs connected.
  * - Last will on a status topic with a will delay: a crash or a lost link announces itself, a
  *   blip shorter than the delay does not.
  * - Session taken over (DISCONNECT 0x8E: another client connected with this client id): logged as
@@ -16,6 +20,9 @@
  * - Back-pressure like the IPC transport: when too many publishes wait for a PUBACK or a
  *   connection (maxQueuedPublishes), or the broker answers QuotaExceeded, publish() rejects with
  *   BackpressureError; the publisher waits and nothing is lost (records stay in the store).
+ * - close(): a normal DISCONNECT, then every publish still waiting rejects with TransportError
+ *   (the SDK settles none of them once closed), and any later call rejects: nothing is ever
+ *   reported published without a PUBACK.
  */
 import { readFileSync } from 'node:fs';
 import { io, mqtt5 } from 'aws-crt';
@@ -32,8 +39,6 @@ export interface Mqtt5TransportOptions {
   keyPath?: string;
   /** CA bundle (PEM) that signed the broker's certificate; the system trust store when absent. */
   caPath?: string;
-  /** TLS server name to check the broker's certificate against; the URL's host when absent. */
-  serverName?: string;
   /** AWS IoT Core accepts 30..1200 s. */
   keepAliveSec?: number;
   sessionExpirySec?: number;
@@ -106,9 +111,19 @@ export class Mqtt5Transport implements Transport {
   private readonly options: Mqtt5TransportOptions & typeof MQTT5_DEFAULTS;
   private connected = false;
   private closed = false;
+  /** Between start() and the client's 'stopped' event; a stopped client never emits 'stopped' again. */
+  private running = false;
+  /**
+   * Publishes not yet settled, each with a way to reject it. Counted here rather than with the
+   * client's incompleteOperationCount, which also counts subscribes; and the SDK neither settles
+   * queued operations when the client is stopped and closed, nor allows a call after close().
+   */
+  private readonly pendingPublishes = new Set<(error: TransportError) => void>();
+  /** The pause before the next start() after a takeover or a lost connection. */
   private takeoverTimer?: NodeJS.Timeout;
   private nextTakeoverCooldownMs: number;
-  private connectedWaiters: Array<() => void> = [];
+  /** Called with nothing at the next connection, or with the reason there will be none. */
+  private connectedWaiters: Array<(error?: TransportError) => void> = [];
 
   constructor(options: Mqtt5TransportOptions) {
     this.options = { ...MQTT5_DEFAULTS, ...stripUndefined(options) } as Mqtt5TransportOptions & typeof MQTT5_DEFAULTS;
@@ -119,18 +134,26 @@ export class Mqtt5Transport implements Transport {
 
   /** Starts connecting; the client keeps reconnecting on its own until close(). */
   start(): void {
+    if (this.closed) throw new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} is closed and cannot be started again`, 'other');
+    this.running = true;
     this.client.start();
   }
 
-  /** Resolves at the next successful connection (or at once when connected). */
+  /** Resolves at the next successful connection (or at once when connected); rejects after timeoutMs or at close(). */
   waitConnected(timeoutMs: number): Promise<void> {
     if (this.connected) return Promise.resolve();
+    if (this.closed) return Promise.reject(new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} is closed`, 'connection'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new TransportError(`not connected to ${this.options.brokerUrl} after ${timeoutMs} ms`, 'connection')), timeoutMs);
-      this.connectedWaiters.push(() => {
+      const waiter = (error?: TransportError) => {
         clearTimeout(timer);
-        resolve();
-      });
+        if (error) reject(error);
+        else resolve();
+      };
+      const timer = setTimeout(() => {
+        this.connectedWaiters = this.connectedWaiters.filter((w) => w !== waiter);
+        reject(new TransportError(`not connected to ${this.options.brokerUrl} after ${timeoutMs} ms`, 'connection'));
+      }, timeoutMs);
+      this.connectedWaiters.push(waiter);
     });
   }
 
@@ -139,16 +162,25 @@ export class Mqtt5Transport implements Transport {
   }
 
   async publish(topic: string, payload: Buffer, options: { qos: 0 | 1; retain?: boolean }): Promise<void> {
-    const queued = this.client.getOperationalStatistics().incompleteOperationCount;
+    if (this.closed) throw new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} is closed; publish to ${topic} not sent`, 'connection');
+    const queued = this.pendingPublishes.size;
     if (queued >= this.options.maxQueuedPublishes) {
       this.counters.publishBackpressure += 1;
       throw new BackpressureError(`${queued} publishes already wait for a PUBACK or a connection (maxQueuedPublishes ${this.options.maxQueuedPublishes})`);
     }
     let result: mqtt5.PublishCompletionResult;
     try {
-      result = await this.client.publish({ topicName: topic, payload, qos: options.qos === 1 ? mqtt5.QoS.AtLeastOnce : mqtt5.QoS.AtMostOnce, retain: options.retain ?? false });
+      result = await new Promise<mqtt5.PublishCompletionResult>((resolve, reject) => {
+        const abandon = (error: TransportError) => reject(error);
+        this.pendingPublishes.add(abandon);
+        this.client
+          .publish({ topicName: topic, payload, qos: options.qos === 1 ? mqtt5.QoS.AtLeastOnce : mqtt5.QoS.AtMostOnce, retain: options.retain ?? false })
+          .then(resolve, reject)
+          .finally(() => this.pendingPublishes.delete(abandon));
+      });
     } catch (error) {
       this.counters.publishFailures += 1;
+      if (error instanceof TransportError) throw error;
       throw new TransportError(`MQTT 5 publish to ${topic} failed: ${errorMessage(error)}`, 'connection');
     }
     const reason = result?.reasonCode;
@@ -163,8 +195,15 @@ export class Mqtt5Transport implements Transport {
   }
 
   async subscribe(filter: string, onMessage: (topic: string, payload: Buffer) => void): Promise<void> {
+    if (this.closed) throw new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} is closed; cannot subscribe to ${filter}`, 'connection');
     this.subscriptions.set(filter, onMessage);
-    await this.sendSubscribe([filter]);
+    try {
+      await this.sendSubscribe([filter]);
+    } catch (error) {
+      // A refused filter would otherwise be sent again, and refused again, on every new session.
+      this.subscriptions.delete(filter);
+      throw error;
+    }
   }
 
   /** A normal DISCONNECT: the broker discards the will, and the session waits sessionExpirySec for us. */
@@ -172,15 +211,24 @@ export class Mqtt5Transport implements Transport {
     if (this.closed) return;
     this.closed = true;
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 5000);
-      this.client.once('stopped', () => {
-        clearTimeout(timer);
-        resolve();
+    if (this.running) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        this.client.once('stopped', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.client.stop({ reasonCode: mqtt5.DisconnectReasonCode.NormalDisconnection });
       });
-      this.client.stop({ reasonCode: mqtt5.DisconnectReasonCode.NormalDisconnection });
-    });
+    }
+    // Not sent, or sent without a PUBACK: either way not proven delivered, so the caller keeps
+    // the records and sends them again later (the cloud drops a copy that did arrive).
+    for (const abandon of [...this.pendingPublishes]) {
+      abandon(new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} closed before the broker acknowledged the publish`, 'connection'));
+    }
+    this.pendingPublishes.clear();
     this.client.close();
+    for (const waiter of this.connectedWaiters.splice(0)) waiter(new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} closed before it connected`, 'connection'));
   }
 
   private async sendSubscribe(filters: string[]): Promise<void> {
@@ -198,8 +246,8 @@ export class Mqtt5Transport implements Transport {
     const config: mqtt5.Mqtt5ClientConfig = {
       hostName: host,
       port,
-      sessionBehavior: mqtt5.ClientSessionBehavior.RejoinPostSuccess,
-      retryJitterMode: mqtt5.RetryJitterType.Full,
+      sessionBehavior: mqtt5.ClientSessionBehavior.RejoinAlways,
+      retryJitterMode: mqtt5.RetryJitterType.Decorrelated,
       minReconnectDelayMs: o.minReconnectDelayMs,
       maxReconnectDelayMs: o.maxReconnectDelayMs,
       minConnectedTimeToResetReconnectDelayMs: o.minConnectedTimeToResetReconnectDelayMs,
@@ -255,12 +303,23 @@ export class Mqtt5Transport implements Transport {
       if (this.closed) return;
       log.warn('MQTT 5: disconnected; the client reconnects with jittered backoff', { broker: url, reasonCode: reason, error: errorMessage(event.error) });
     });
-    this.client.on('stopped', () => log.info('MQTT 5: stopped', { broker: url }));
+    this.client.on('stopped', () => {
+      this.running = false;
+      log.info('MQTT 5: stopped', { broker: url });
+    });
     this.client.on('messageReceived', (event) => {
       this.counters.messagesReceived += 1;
       const { topicName, payload } = event.message;
       const body = payload ? Buffer.from(payload as ArrayBuffer) : Buffer.alloc(0);
-      for (const [filter, onMessage] of this.subscriptions) if (topicMatches(filter, topicName)) onMessage(topicName, body);
+      for (const [filter, onMessage] of this.subscriptions) {
+        if (!topicMatches(filter, topicName)) continue;
+        try {
+          onMessage(topicName, body);
+        } catch (error) {
+          // Thrown into the SDK's native callback it would end the process; one bad message must not.
+          log.error('MQTT 5: message handler failed', { filter, topic: topicName, error: errorMessage(error) });
+        }
+      }
     });
   }
 
@@ -275,7 +334,9 @@ export class Mqtt5Transport implements Transport {
     });
     this.client.stop();
     this.takeoverTimer = setTimeout(() => {
-      if (!this.closed) this.client.start();
+      if (this.closed) return;
+      this.running = true;
+      this.client.start();
     }, waitMs);
   }
 }

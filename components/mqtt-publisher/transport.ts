@@ -1,6 +1,6 @@
 /**
- * How MqttPublisher reaches the broker. Two implementations share one contract (and, later, one
- * conformance suite): Greengrass IPC (PublishToIoTCore through the nucleus) and direct MQTT 5.
+ * How MqttPublisher reaches the broker. Two implementations share one contract (and one conformance
+ * suite, test/conformance/transport-conformance.ts): Greengrass IPC (PublishToIoTCore through the nucleus) and direct MQTT 5.
  *
  * publish() resolves once the message is accepted for QoS 1 delivery. That is NOT proof of
  * delivery (the nucleus may only have spooled it); proof is the cloud's ack watermark.

@@ -34,6 +34,15 @@ export const FAULT_TYPES = [
 export type FaultType = (typeof FAULT_TYPES)[number];
 
 /**
+ * Faults that cannot happen on a publish path, with the reason. With the MQTT 5 transport the
+ * publisher does not go through the nucleus spooler, so filling that spooler tests nothing of it.
+ */
+const NOT_APPLICABLE: Record<'ipc' | 'mqtt5', Partial<Record<FaultType, string>>> = {
+  ipc: {},
+  mqtt5: { 'spooler-full': 'MqttPublisher publishes over its own MQTT 5 connection, not through the nucleus spooler' },
+};
+
+/**
  * The nucleus counts an error towards BROKEN when it comes within errorResetTime of the previous
  * one of the same state (Lifecycle.internalReportState), so kills of one component are spaced
  * beyond the error-reset window the runtime is given here: a chain of three never forms.
@@ -52,6 +61,11 @@ export interface ChaosOptions {
   logger: Logger;
   /** One line per event, for the readable timeline. */
   onEvent?: (event: TimelineEvent) => void;
+  /**
+   * MqttPublisher's publish path: "ipc" (default) through the runtime's bridge and spooler, or
+   * "mqtt5", its own MQTT 5 connection to mosquitto through the same fault proxy.
+   */
+  transport?: 'ipc' | 'mqtt5';
 }
 
 export interface TimelineEvent {
@@ -84,7 +98,11 @@ export interface ChaosReport {
   /** What the corruption put at risk: sampled minus acknowledged, read from the file just before. */
   epochAtRisk: number;
   faults: Record<string, number>;
+  /** Applicable faults that did not fire (a fault this machine cannot inject is here too). */
   notFired: string[];
+  /** Faults that do not apply to this publish path, with the reason: not injected, not passed. */
+  notApplicable: Record<string, string>;
+  transport: 'ipc' | 'mqtt5';
   drained: boolean;
   guarantees: { noLoss: boolean; noDuplicates: boolean; epochLossAsStated: boolean; accountingComplete: boolean; everyFaultFired: boolean; drained: boolean };
   ok: boolean;
@@ -121,6 +139,14 @@ export class ChaosHarness {
     this.faketimeFile = join(this.root, 'faketime');
   }
 
+  get transport(): 'ipc' | 'mqtt5' {
+    return this.options.transport ?? 'ipc';
+  }
+
+  private get notApplicable(): Partial<Record<FaultType, string>> {
+    return NOT_APPLICABLE[this.transport];
+  }
+
   get storeDir(): string {
     return join(this.root, 'greengrass', 'work', STREAM_BUFFER);
   }
@@ -143,6 +169,7 @@ export class ChaosHarness {
       drainTimeoutMs: this.options.drainTimeoutMs,
       brokerUrl: this.mosquitto.url,
       deviceBrokerUrl: this.proxy.url,
+      publisherTransport: this.transport,
       resume: true,
       timeScale: 20,
       logger: this.options.logger,
@@ -191,7 +218,10 @@ export class ChaosHarness {
   private async injectFaults(): Promise<void> {
     await sleep(3000);
     const deadline = this.startedAt + this.options.durationMs - 5000;
-    const available = FAULT_TYPES.filter((f) => f !== 'component-kill' && (f !== 'disk-full' || this.tmpfsMounted) && (f !== 'clock-jump' || FAKETIME_LIB));
+    for (const [fault, reason] of Object.entries(this.notApplicable)) this.event('note', `fault ${fault} NOT APPLICABLE with the ${this.transport} transport: ${reason}`);
+    const available = FAULT_TYPES.filter(
+      (f) => f !== 'component-kill' && !this.notApplicable[f] && (f !== 'disk-full' || this.tmpfsMounted) && (f !== 'clock-jump' || FAKETIME_LIB),
+    );
     const order = [...available].sort(() => this.random() - 0.5);
     for (let i = 0; i < order.length && !this.stopFaults; i += 1) {
       const slot = Math.max(3000, (deadline - Date.now()) / (order.length - i));
@@ -363,7 +393,7 @@ export class ChaosHarness {
       }
     }
     const sum = (f: (s: StreamAccount) => number) => streams.reduce((total, s) => total + f(s), 0);
-    const notFired = FAULT_TYPES.filter((f) => !this.faults[f]);
+    const notFired = FAULT_TYPES.filter((f) => !this.faults[f] && !this.notApplicable[f]);
     const epochLoss = sum((s) => s.epochLoss);
     const guarantees = {
       noLoss: sum((s) => s.lost) === 0,
@@ -386,6 +416,8 @@ export class ChaosHarness {
       epochAtRisk,
       faults: { ...this.faults },
       notFired,
+      notApplicable: { ...this.notApplicable },
+      transport: this.transport,
       drained,
       guarantees,
       ok: Object.values(guarantees).every(Boolean),
