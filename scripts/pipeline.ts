@@ -3,9 +3,10 @@ import { STREAM_QUARANTINE } from '../components/shared/records';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { auditArchive } from '../cloud/audit';
-import { LocalFolderArchive } from '../cloud/archive';
+import { LocalFolderArchive, type ArchiveBackend } from '../cloud/archive';
+import { parseS3Url, S3ArchiveBackend } from '../cloud/s3-archive';
 import { FleetViewServer } from '../cloud/fleet-view/server';
-import { healthKey } from '../cloud/keys';
+import { healthKey, STATUS_KEY } from '../cloud/keys';
 import { GreengrassIpc } from '../components/shared/ipc';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
@@ -53,6 +54,14 @@ export interface PipelineOptions {
    * spooler, or "mqtt5" with its own MQTT 5 connection to deviceBrokerUrl (else brokerUrl).
    */
   publisherTransport?: 'ipc' | 'mqtt5';
+  /**
+   * Where the cloud ingest archives: s3://<bucket>[/<prefix>] for the S3 backend (credentials from
+   * the SDK's default chain), else the run's own folder (<root>/cloud-archive).
+   */
+  archiveUrl?: string;
+  /** An S3-compatible endpoint for archiveUrl (a local S3 server, MinIO). */
+  s3Endpoint?: string;
+  s3Region?: string;
   /** Extra flags for the runtime and the cloud ingest, and extra environment for the runtime. */
   runtimeArgs?: string[];
   runtimeEnv?: Record<string, string>;
@@ -103,6 +112,8 @@ export interface PipelineSummary {
 
 export class Pipeline {
   readonly paths: { greengrass: string; archive: string; store: string; config: string };
+  /** What the ingest writes and the summary, progress and fleet view read. */
+  readonly archive: ArchiveBackend;
   private broker?: EmbeddedBroker;
   private brokerUrl = '';
   private runtime?: ChildProcess;
@@ -124,6 +135,9 @@ export class Pipeline {
       store: join(root, 'greengrass', 'work', STREAM_BUFFER, STORE_FILE_NAME),
       config: join(root, 'deployment.json'),
     };
+    this.archive = options.archiveUrl
+      ? new S3ArchiveBackend({ ...parseS3Url(options.archiveUrl), endpoint: options.s3Endpoint, region: options.s3Region })
+      : new LocalFolderArchive(this.paths.archive);
   }
 
   /** Runs the whole cycle and returns the audited summary. */
@@ -142,7 +156,7 @@ export class Pipeline {
         if (this.options.durationMs !== undefined) setTimeout(resolveWait, this.options.durationMs);
       });
       samplingEnded = Date.now();
-      finalHealth = this.archivedHealth();
+      finalHealth = await this.archivedHealth();
       this.phase = 'draining';
       await this.stopSampling();
       drained = await this.waitForDrain();
@@ -214,7 +228,9 @@ export class Pipeline {
       '--broker',
       this.brokerUrl,
       '--archive',
-      this.paths.archive,
+      this.options.archiveUrl ?? this.paths.archive,
+      ...(this.options.s3Endpoint ? ['--s3-endpoint', this.options.s3Endpoint] : []),
+      ...(this.options.s3Region ? ['--s3-region', this.options.s3Region] : []),
       '--health-interval-ms',
       String(DEMO_HEALTH_INTERVAL_MS),
       ...(this.options.ingestArgs ?? []),
@@ -304,7 +320,7 @@ export class Pipeline {
   /** The view only reads the archive folder, so it runs in this process. A port in use costs the view, not the run. */
   private async startView(): Promise<void> {
     if (this.options.viewPort === undefined) return;
-    const view = new FleetViewServer({ archive: new LocalFolderArchive(this.paths.archive), port: this.options.viewPort, logger: this.options.logger });
+    const view = new FleetViewServer({ archive: this.archive, port: this.options.viewPort, logger: this.options.logger });
     try {
       const url = await view.start();
       this.view = view;
@@ -324,12 +340,12 @@ export class Pipeline {
     }
   }
 
-  private ingestStatus(): { recordsArchived?: number; duplicatesDropped?: number; rejected?: Record<string, number>; invalidRecords?: Record<string, number> } {
-    const path = join(this.paths.archive, '_status', 'ingest.json');
+  private async ingestStatus(): Promise<{ recordsArchived?: number; duplicatesDropped?: number; rejected?: Record<string, number>; invalidRecords?: Record<string, number> }> {
     try {
-      return JSON.parse(readFileSync(path, 'utf8'));
+      const body = await this.archive.get(STATUS_KEY);
+      return body ? JSON.parse(body.toString('utf8')) : {};
     } catch {
-      return {};
+      return {}; // not written yet, or the archive is unreachable for a moment: progress only
     }
   }
 
@@ -349,17 +365,18 @@ export class Pipeline {
       stored,
       sent: stored - unsent,
       acked: sum(stats?.streams.map((s) => s.watermark)),
-      archived: this.ingestStatus().recordsArchived ?? 0,
+      archived: (await this.ingestStatus()).recordsArchived ?? 0,
       backlog: stats?.backlogRecords ?? 0,
       restarts: sum(Object.values(this.restarts())),
     });
   }
 
   /** The cloud's last health message of this device (cloud/README.md, health/<device>/latest.json). */
-  private archivedHealth(): PipelineSummary['health'] {
-    const path = join(this.paths.archive, healthKey(this.options.thingName));
+  private async archivedHealth(): Promise<PipelineSummary['health']> {
     try {
-      const { health } = JSON.parse(readFileSync(path, 'utf8')) as { health: { status: string; reasons: string[]; time: string } };
+      const body = await this.archive.get(healthKey(this.options.thingName));
+      if (!body) return { [this.options.thingName]: null };
+      const { health } = JSON.parse(body.toString('utf8')) as { health: { status: string; reasons: string[]; time: string } };
       return { [this.options.thingName]: { status: health.status, reasons: health.reasons, time: health.time } };
     } catch {
       return { [this.options.thingName]: null };
@@ -371,8 +388,8 @@ export class Pipeline {
     const store = await StreamStore.open(this.paths.store, { owner: false, logger: this.options.logger });
     const stats = await store.stats();
     await store.close();
-    const audit = await auditArchive(new LocalFolderArchive(this.paths.archive));
-    const ingest = this.ingestStatus();
+    const audit = await auditArchive(this.archive);
+    const ingest = await this.ingestStatus();
     const streams = stats.streams.map((s) => {
       const archivedStream = audit.streams.find((a) => a.device === this.options.thingName && a.stream === s.stream && a.epoch === stats.epoch);
       const archived = archivedStream?.uniqueRecords ?? 0;

@@ -15,6 +15,10 @@ const { values } = parseArgs({
     'time-scale': { type: 'string', default: '10' },
     'drain-timeout': { type: 'string', default: '120s' },
     resume: { type: 'boolean', default: false },
+    // The cloud archive: the run's own folder by default, or s3://<bucket>[/<prefix>] (S3 or, with --endpoint, an S3-compatible store).
+    archive: { type: 'string' },
+    endpoint: { type: 'string' },
+    region: { type: 'string' },
     // The fleet view (cloud/fleet-view): 0 picks a free port, off serves none.
     'view-port': { type: 'string', default: '8080' },
   },
@@ -40,6 +44,16 @@ function parseTransport(text: string): 'ipc' | 'mqtt5' {
   return text;
 }
 
+/** s3://<bucket>[/<prefix>] or nothing (the run's folder); --endpoint and --region only go with it. */
+function parseArchive(text: string | undefined, s3Flag: string | undefined): string | undefined {
+  if (text === undefined) {
+    if (s3Flag !== undefined) throw new Error('--endpoint and --region need --archive s3://<bucket>[/<prefix>]');
+    return undefined;
+  }
+  if (!text.startsWith('s3://')) throw new Error(`--archive must be s3://<bucket>[/<prefix>] (the default is the run's own folder), got "${text}"`);
+  return text;
+}
+
 async function main(): Promise<number> {
   const pipeline = new Pipeline({
     root: values.root!,
@@ -48,6 +62,9 @@ async function main(): Promise<number> {
     drainTimeoutMs: parseDuration(values['drain-timeout']!),
     brokerUrl: values.broker,
     publisherTransport: parseTransport(values.transport!),
+    archiveUrl: parseArchive(values.archive, values.endpoint ?? values.region),
+    s3Endpoint: values.endpoint,
+    s3Region: values.region,
     resume: values.resume!,
     timeScale: Number(values['time-scale']),
     viewPort: parseViewPort(values['view-port']!),
