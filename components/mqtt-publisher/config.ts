@@ -74,6 +74,8 @@ export const mqttPublisherConfigSchema = {
     maxEnvelopeBytes: { type: 'integer', minimum: 4096, maximum: 131072, default: 120000 },
     maxRecordsPerEnvelope: { type: 'integer', minimum: 1, maximum: 10000, default: 500 },
     idleIntervalMs: { type: 'integer', minimum: 10, maximum: 60000, default: 200 },
+    // 0: a record goes out at the next idle tick. At fleet scale, seconds here cut publishes and acks (docs/SCALING.md).
+    minEnvelopeIntervalMs: { type: 'integer', minimum: 0, maximum: 3600000, default: 0 },
     resendAfterMs: { type: 'integer', minimum: 1000, maximum: 86400000, default: 30000 },
     backpressureBaseMs: { type: 'integer', minimum: 10, maximum: 60000, default: 500 },
     backpressureMaxMs: { type: 'integer', minimum: 10, maximum: 600000, default: 30000 },

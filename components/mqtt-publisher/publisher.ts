@@ -1,4 +1,5 @@
 import { Backoff, sleep } from '../shared/backoff';
+import { monotonicMs } from '../shared/monotonic';
 import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
 import { buildEnvelope, checkAck, parseJson, type WireRecord } from '../shared/envelope';
 import { errorMessage, type Logger } from '../shared/logger';
@@ -22,6 +23,12 @@ export interface PublisherConfig {
   maxRecordsPerEnvelope: number;
   /** Pause when there is nothing to send. */
   idleIntervalMs: number;
+  /**
+   * A partly filled envelope waits until its oldest record is this old, so that a slow stream
+   * sends one envelope of many records instead of many of one (docs/SCALING.md). 0 sends at once.
+   * Full envelopes, resends and backfilled records never wait.
+   */
+  minEnvelopeIntervalMs?: number;
   /** A sent record not acknowledged after this long is sent again. */
   resendAfterMs: number;
   backpressureBaseMs: number;
@@ -163,14 +170,29 @@ export class Publisher {
   private async publishStream(stream: string, now: number): Promise<number> {
     let published = 0;
     const pending = await this.store.readPending(stream, this.config.maxRecordsPerEnvelope * 4, now - this.config.resendAfterMs);
-    for (const run of contiguousRuns(pending)) {
-      for (const chunk of this.pack(run)) {
+    const runs = contiguousRuns(pending);
+    for (const [r, run] of runs.entries()) {
+      const chunks = this.pack(run);
+      for (const [c, chunk] of chunks.entries()) {
         if (this.abort.signal.aborted) return published;
+        const last = r === runs.length - 1 && c === chunks.length - 1;
+        if (last && this.shouldWaitForMore(chunk)) return published;
         if (!(await this.publishChunk(stream, chunk))) break;
         published += 1;
       }
     }
     return published;
+  }
+
+  /** The newest, partly filled envelope of fresh records waits for company (minEnvelopeIntervalMs). */
+  private shouldWaitForMore(chunk: PendingRecord[]): boolean {
+    const minInterval = this.config.minEnvelopeIntervalMs ?? 0;
+    if (minInterval <= 0 || chunk.length >= this.config.maxRecordsPerEnvelope) return false;
+    if (chunk.some((record) => record.sentAt !== null)) return false;
+    // Monotonic time: a wall-clock step cannot hold records back. A record from before a reboot
+    // (its mono is from another boot, so its age comes out negative) never waits.
+    const age = monotonicMs() - chunk[0].mono;
+    return age >= 0 && age < minInterval;
   }
 
   /** Serves one backfill request, in turn with acks so store updates never interleave. */

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { monotonicMs } from '../shared/monotonic';
 import type { Logger } from '../shared/logger';
 import type { ClockSync } from '../shared/store';
 
@@ -47,11 +48,4 @@ export class ClockMonitor {
   }
 }
 
-/**
- * Milliseconds on CLOCK_MONOTONIC (process.hrtime): time since boot on Linux, shared by every
- * process of the device and untouched by wall-clock steps, so records of different components and
- * restarts stay comparable within one boot.
- */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint() / 1000n) / 1000;
-}
+export { monotonicMs };

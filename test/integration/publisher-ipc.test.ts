@@ -7,6 +7,7 @@ import { checkEnvelope, checkLoss, type Envelope, type LossReport } from '../../
 import { DeploymentHooks } from '../../components/shared/deployment-hooks';
 import { GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
+import { monotonicMs } from '../../components/shared/monotonic';
 import { StreamStore } from '../../components/shared/store';
 import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
 import { Publisher, type PublisherConfig } from '../../components/mqtt-publisher/publisher';
@@ -253,6 +254,39 @@ test('the publisher holds a component update while records await the cloud ack, 
     assert.equal(hooks.metrics.updatesDeferred, 2, 'not deferred again');
   } finally {
     await cli.close();
+    await stop();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('minEnvelopeIntervalMs: fresh records of a slow stream wait and go out together; a full envelope goes at once', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  const { stop } = await publisherOn(fixture, store, { minEnvelopeIntervalMs: 1500, maxRecordsPerEnvelope: 10 });
+  try {
+    // Stamped now on the monotonic clock, as the acquisition stamps them.
+    const append = (count: number) =>
+      store.append(Array.from({ length: count }, (_, i) => ({ stream: 'motor', priority: 1, time: Date.now(), mono: monotonicMs(), data: { i } })));
+    const started = Date.now();
+    await append(1);
+    await new Promise((r) => setTimeout(r, 300));
+    await append(2);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(cloud.envelopes.length, 0, 'a partly filled envelope of fresh records waits');
+    await waitFor('the waiting records', () => cloud.envelopes.length >= 1, 10_000);
+    assert.ok(Date.now() - started >= 1400, 'not before the oldest record is minEnvelopeIntervalMs old');
+    assert.deepEqual(seqsOf(cloud.envelopes, 'motor'), [1, 2, 3], 'three records, one envelope');
+    assert.equal(cloud.envelopes.length, 1);
+
+    const before = Date.now();
+    await append(10);
+    await waitFor('the full envelope', () => seqsOf(cloud.envelopes, 'motor').length >= 13, 10_000);
+    assert.ok(Date.now() - before < 1400, `a full envelope does not wait (${Date.now() - before} ms)`);
+    assert.equal(cloud.envelopes[1].count, 10);
+  } finally {
     await stop();
     cloud.client.end(true);
     await store.close();
