@@ -55,6 +55,8 @@ export interface PublisherMetrics {
   invalidAcks: Record<string, number>;
   lastPublishAt: string | null;
   lastAckAt: string | null;
+  /** Failed attempts to subscribe to the ack and backfill topics; retried in the background. */
+  commandSubscribeFailures: number;
 }
 
 /** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
@@ -79,9 +81,11 @@ export class Publisher {
     invalidAcks: {},
     lastPublishAt: null,
     lastAckAt: null,
+    commandSubscribeFailures: 0,
   };
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
+  private commandRetries?: Promise<void>;
   private backoff: Backoff;
   private ackChain: Promise<void> = Promise.resolve();
   private publishing = false;
@@ -131,20 +135,53 @@ export class Publisher {
     return inFlight > 0 ? { ms: UPDATE_DEFER_STEP_MS, reason: `${inFlight} records in flight, waiting for the cloud's acks` } : NO_DEFERRAL;
   }
 
+  /**
+   * Subscribes to the cloud's commands, then publishes. A subscription that fails (the broker does
+   * not answer while the link is down: the nucleus waits for the SUBACK) does not stop the
+   * publisher: data goes out, records stay until acked, and the subscription is retried in the
+   * background with backoff. Without this, a restart during an outage crash-looped to BROKEN.
+   */
   async start(): Promise<void> {
-    await this.transport.subscribe(commandTopic(this.thingName, 'ack'), (_topic, payload) => this.onAck(payload));
-    await this.transport.subscribe(commandTopic(this.thingName, 'backfill'), (_topic, payload) => this.onBackfill(payload));
+    const commands: Array<[string, (payload: Buffer) => void]> = [
+      [commandTopic(this.thingName, 'ack'), (payload) => this.onAck(payload)],
+      [commandTopic(this.thingName, 'backfill'), (payload) => this.onBackfill(payload)],
+    ];
+    const pending: typeof commands = [];
+    for (const command of commands) if (!(await this.subscribeCommand(...command))) pending.push(command);
     const unacked = await this.store.markAllUnsent();
     this.metrics.recordsResent += unacked;
     if (unacked > 0) this.logger.info('resending records sent before this start and not yet acknowledged', { records: unacked });
     this.loop = this.run();
+    if (pending.length > 0) this.commandRetries = this.retryCommandSubscriptions(pending);
   }
 
   /** Stops after the envelope in flight; nothing is marked sent that was not published. */
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
+    await this.commandRetries;
     await this.ackChain;
+  }
+
+  private async subscribeCommand(filter: string, onPayload: (payload: Buffer) => void): Promise<boolean> {
+    try {
+      await this.transport.subscribe(filter, (_topic, payload) => onPayload(payload));
+      return true;
+    } catch (error) {
+      this.metrics.commandSubscribeFailures += 1;
+      this.logger.warn('could not subscribe to cloud commands; publishing goes on and the subscription is retried', { filter, error: errorMessage(error) });
+      return false;
+    }
+  }
+
+  private async retryCommandSubscriptions(pending: Array<[string, (payload: Buffer) => void]>): Promise<void> {
+    const backoff = new Backoff(1000, 30_000);
+    for (const [filter, onPayload] of pending) {
+      while (!this.abort.signal.aborted && !(await this.subscribeCommand(filter, onPayload))) {
+        await sleep(backoff.nextDelayMs(), this.abort.signal);
+      }
+      if (!this.abort.signal.aborted) this.logger.info('subscribed to cloud commands', { filter });
+    }
   }
 
   /**

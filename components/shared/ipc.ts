@@ -211,10 +211,18 @@ export class GreengrassIpc {
   }
 
   private async addSubscription(subscription: Subscription): Promise<void> {
+    // Listed first, so a reconnect while it opens reopens it too; unlisted again if the open fails,
+    // so a caller's retry does not leave a second copy to be reopened at every reconnect.
     this.subscriptions.push(subscription);
-    if (this.reconnecting) await this.reconnecting;
-    if (!this.client) throw new Error('IPC client is closed');
-    subscription.operation = await subscription.open(this.client);
+    try {
+      if (this.reconnecting) await this.reconnecting;
+      if (!this.client) throw new Error('IPC client is closed');
+      subscription.operation = await subscription.open(this.client);
+    } catch (error) {
+      const index = this.subscriptions.indexOf(subscription);
+      if (index >= 0) this.subscriptions.splice(index, 1);
+      throw error;
+    }
   }
 
   private async establish(): Promise<void> {

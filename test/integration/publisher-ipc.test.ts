@@ -12,6 +12,7 @@ import { StreamStore } from '../../components/shared/store';
 import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
 import { Publisher, type PublisherConfig } from '../../components/mqtt-publisher/publisher';
 import { startEmbeddedBroker } from '../../runtime/broker';
+import { FaultProxy } from '../chaos/fault-proxy';
 import { cliClient, deployAndWait, peerRun, recipeFolder, startRuntime, tempRoot, testRecipe, waitFor, type RuntimeFixture } from '../helpers/runtime-fixture';
 import { freePort } from '../helpers/mosquitto';
 
@@ -291,5 +292,43 @@ test('minEnvelopeIntervalMs: fresh records of a slow stream wait and go out toge
     cloud.client.end(true);
     await store.close();
     await fixture.stop();
+  }
+});
+
+test('a publisher started while the link swallows everything still publishes, and subscribes to the cloud commands once the link is back', { timeout: 120_000 }, async () => {
+  const broker = await startEmbeddedBroker();
+  const brokerPort = Number(new URL(broker.url).port);
+  const proxy = await FaultProxy.start({ targetHost: '127.0.0.1', targetPort: brokerPort });
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING, brokerUrl: proxy.url });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  let stopPublisher: (() => Promise<void>) | undefined;
+  const cloud = await cloudClient(broker.url);
+  try {
+    await waitFor('the bridge connected through the proxy', () => fixture.runtime.status().ipc !== undefined && (fixture.runtime as unknown as { bridge: { connected: boolean } }).bridge.connected);
+    // TCP stays up, nothing gets through: the bridge's SUBSCRIBEs get no SUBACK.
+    proxy.blackhole(true);
+    await seed(store, 'door-cycle', 5);
+    const running = await publisherOn(fixture, store);
+    stopPublisher = running.stop;
+    const { publisher } = running;
+    assert.ok(publisher.metrics.commandSubscribeFailures >= 1, 'the subscriptions failed at start');
+    await waitFor('envelopes handed to the nucleus during the outage', () => publisher.metrics.envelopesSent >= 1, 10_000);
+    proxy.blackhole(false);
+    await waitFor('the records at the cloud once the link is back', () => seqsOf(cloud.envelopes, 'door-cycle').length >= 5, 90_000);
+    // The retried subscription delivers the ack: only an applied ack deletes the records.
+    const deadline = Date.now() + 60_000;
+    while (publisher.metrics.acksApplied === 0) {
+      await ack(cloud.client, { stream: 'door-cycle', epoch: store.epoch, watermark: 5 });
+      assert.ok(Date.now() < deadline, 'the ack subscription never came back');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal((await store.stats()).streams.find((s) => s.stream === 'door-cycle')?.backlogRecords, 0);
+  } finally {
+    await stopPublisher?.();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+    await proxy.close();
+    await broker.close();
   }
 });
