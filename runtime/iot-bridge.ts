@@ -102,6 +102,7 @@ export class IotBridge {
       const left = (this.filterRefs.get(filter) ?? 1) - 1;
       if (left > 0) return void this.filterRefs.set(filter, left);
       this.filterRefs.delete(filter);
+      this.subacks.delete(filter);
       if (this.connected) this.client?.unsubscribe(filter);
     };
   }

@@ -44,7 +44,7 @@ export interface HealthMessage {
   system: {
     loadAvg1m: number;
     cpuCount: number;
-    /** Share of CPU time not idle since the previous evaluation, all cores, 0..100. */
+    /** Share of CPU time not idle since the previous health message, all cores, 0..100. */
     cpuBusyPercent: number;
     memFreeBytes: number;
     memTotalBytes: number;
@@ -62,6 +62,7 @@ export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
   private timer?: NodeJS.Timeout;
   private readonly cpu = new CpuUsage();
+  private cpuBusyPercent = 0;
   private phaseTimer?: NodeJS.Timeout;
   private lastStatus?: HealthStatus;
   readonly metrics = { published: 0, publishFailures: 0, heartbeatsReceived: 0, invalidHeartbeats: 0 };
@@ -159,7 +160,7 @@ export class HealthReporter {
       system: {
         loadAvg1m: loadavg()[0],
         cpuCount: cpus().length,
-        cpuBusyPercent: this.cpu.busyPercent(),
+        cpuBusyPercent: this.cpuBusyPercent,
         memFreeBytes: freemem(),
         memTotalBytes: totalmem(),
         diskFreeBytes: diskFree,
@@ -170,6 +171,9 @@ export class HealthReporter {
   }
 
   async publishNow(): Promise<void> {
+    // Sampled per message, not per evaluation: every heartbeat evaluates the status, and sampling
+    // there would shrink the window to the last few seconds before each message.
+    this.cpuBusyPercent = this.cpu.busyPercent();
     const message = this.evaluate();
     if (message.status !== this.lastStatus) this.logger.info('health status', { status: message.status, reasons: message.reasons });
     this.lastStatus = message.status;

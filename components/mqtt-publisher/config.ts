@@ -1,4 +1,5 @@
 import { LOG_LEVEL_SCHEMA, type LogLevel } from '../shared/component';
+import type { Mqtt5TransportOptions } from './mqtt5-transport';
 import type { PublisherConfig } from './publisher';
 
 /**
@@ -9,21 +10,14 @@ import type { PublisherConfig } from './publisher';
  */
 export type TransportConfig =
   | { type: 'ipc' }
-  | {
+  | ({
       type: 'mqtt5';
-      brokerUrl: string;
       /** Default: the thing name (AWS_IOT_THING_NAME), which is what an IoT Core policy usually allows. */
       clientId?: string;
-      certPath?: string;
-      keyPath?: string;
-      caPath?: string;
-      keepAliveSec?: number;
-      sessionExpirySec?: number;
-      minReconnectDelayMs?: number;
-      maxReconnectDelayMs?: number;
-      maxQueuedPublishes?: number;
-      ackTimeoutSec?: number;
-    };
+    } & Pick<
+      Mqtt5TransportOptions,
+      'brokerUrl' | 'certPath' | 'keyPath' | 'caPath' | 'keepAliveSec' | 'sessionExpirySec' | 'minReconnectDelayMs' | 'maxReconnectDelayMs' | 'maxQueuedPublishes' | 'ackTimeoutSec'
+    >);
 
 export interface MqttPublisherConfig extends PublisherConfig {
   logLevel?: LogLevel;

@@ -2,7 +2,8 @@ import { errorMessage, type Logger } from '../shared/logger';
 import { correlationId } from '../shared/envelope';
 import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../shared/records';
 import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
-import { ClockMonitor, monotonicMs } from './clock';
+import { monotonicMs } from '../shared/monotonic';
+import { ClockMonitor } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
 
@@ -34,10 +35,6 @@ export interface AcquisitionMetrics {
   pending: number;
   lastAppendAt: string | null;
 }
-
-
-export { monotonicMs };
-export { scheduleOffsetMs } from '../shared/schedule';
 
 const MAX_STREAM_LABEL = 64;
 /** The label under which input that never became a record (a bad line) is counted and quarantined. */

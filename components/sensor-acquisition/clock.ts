@@ -47,5 +47,3 @@ export class ClockMonitor {
     return this.metrics.clockState;
   }
 }
-
-export { monotonicMs };

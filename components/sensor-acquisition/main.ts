@@ -1,6 +1,7 @@
 import { runComponent } from '../shared/component';
 import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
-import { Acquisition, scheduleOffsetMs } from './acquisition';
+import { scheduleOffsetMs } from '../shared/schedule';
+import { Acquisition } from './acquisition';
 import { domainLimitsOf, sensorAcquisitionConfigSchema, type SensorAcquisitionConfig } from './config';
 import { buildSensorSource } from './sources';
 

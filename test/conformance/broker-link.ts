@@ -51,3 +51,15 @@ export async function startBrokerLink(mosquittoBinary: string, cloudClientId: st
     },
   };
 }
+
+/** The parts of a TransportHarness that come from the link and the thing, the same for every transport. */
+export function linkedHarnessParts(link: BrokerLink, thing: string) {
+  return {
+    cloud: link.cloud,
+    dataTopic: (name: string) => `dt/elevator/${thing}/${name}`,
+    commandTopic: (name: string) => `cmd/elevator/${thing}/${name}`,
+    cutLink: () => link.cut(),
+    restoreLink: () => link.restore(),
+    restartBrokerForgettingSessions: () => link.restartForgettingSessions(),
+  };
+}

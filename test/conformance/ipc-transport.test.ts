@@ -7,7 +7,7 @@ import { createLogger } from '../../components/shared/logger';
 import { IpcTransport } from '../../components/mqtt-publisher/ipc-transport';
 import { findMosquitto, MOSQUITTO_MISSING } from '../helpers/mosquitto';
 import { startRuntime, testRecipe } from '../helpers/runtime-fixture';
-import { startBrokerLink } from './broker-link';
+import { linkedHarnessParts, startBrokerLink } from './broker-link';
 import { transportConformance, type TransportHarness } from './transport-conformance';
 
 const mosquitto = findMosquitto();
@@ -82,12 +82,7 @@ async function ipcHarness(): Promise<TransportHarness> {
   };
   return {
     transport,
-    cloud: link.cloud,
-    dataTopic: (name) => `dt/elevator/${THING}/${name}`,
-    commandTopic: (name) => `cmd/elevator/${THING}/${name}`,
-    cutLink: () => link.cut(),
-    restoreLink: () => link.restore(),
-    restartBrokerForgettingSessions: () => link.restartForgettingSessions(),
+    ...linkedHarnessParts(link, THING),
     // Envelope-sized messages: a publish counts its payload plus topic against the spooler.
     backpressure: { payloadBytes: PAYLOAD_BYTES, refusedWithin: Math.ceil(SPOOLER_MAX_BYTES / PAYLOAD_BYTES) * 3 },
     shutdownTransport: shutdown,

@@ -3,7 +3,7 @@
 import { createLogger } from '../../components/shared/logger';
 import { Mqtt5Transport } from '../../components/mqtt-publisher/mqtt5-transport';
 import { findMosquitto, MOSQUITTO_MISSING } from '../helpers/mosquitto';
-import { startBrokerLink } from './broker-link';
+import { linkedHarnessParts, startBrokerLink } from './broker-link';
 import { transportConformance, type TransportHarness } from './transport-conformance';
 
 const mosquitto = findMosquitto();
@@ -35,12 +35,7 @@ async function mqtt5Harness(): Promise<TransportHarness> {
   let transportClosed = false;
   return {
     transport,
-    cloud: link.cloud,
-    dataTopic: (name) => `dt/elevator/${THING}/${name}`,
-    commandTopic: (name) => `cmd/elevator/${THING}/${name}`,
-    cutLink: () => link.cut(),
-    restoreLink: () => link.restore(),
-    restartBrokerForgettingSessions: () => link.restartForgettingSessions(),
+    ...linkedHarnessParts(link, THING),
     backpressure: { payloadBytes: 256, refusedWithin: MAX_QUEUED_PUBLISHES * 4 },
     async shutdownTransport() {
       transportClosed = true;
