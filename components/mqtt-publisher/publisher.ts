@@ -57,6 +57,8 @@ export interface PublisherMetrics {
   lastAckAt: string | null;
   /** Failed attempts to subscribe to the ack and backfill topics; retried in the background. */
   commandSubscribeFailures: number;
+  /** Recorded envelopes that could not be resent with their first range (docs/SCALING.md). */
+  envelopesRepacked: number;
 }
 
 /** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
@@ -82,6 +84,7 @@ export class Publisher {
     lastPublishAt: null,
     lastAckAt: null,
     commandSubscribeFailures: 0,
+    envelopesRepacked: 0,
   };
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
@@ -206,19 +209,61 @@ export class Publisher {
 
   private async publishStream(stream: string, now: number): Promise<number> {
     let published = 0;
-    const pending = await this.store.readPending(stream, this.config.maxRecordsPerEnvelope * 4, now - this.config.resendAfterMs);
-    const runs = contiguousRuns(pending);
-    for (const [r, run] of runs.entries()) {
-      const chunks = this.pack(run);
-      for (const [c, chunk] of chunks.entries()) {
-        if (this.abort.signal.aborted) return published;
-        const last = r === runs.length - 1 && c === chunks.length - 1;
-        if (last && this.shouldWaitForMore(chunk)) return published;
-        if (!(await this.publishChunk(stream, chunk))) break;
-        published += 1;
-      }
+    const limit = this.config.maxRecordsPerEnvelope * 4;
+    const pending = await this.store.readPending(stream, limit, now - this.config.resendAfterMs);
+    const batches = this.plan(stream, pending, pending.length >= limit);
+    for (const [b, batch] of batches.entries()) {
+      if (this.abort.signal.aborted) return published;
+      if (b === batches.length - 1 && !batch.resend && this.shouldWaitForMore(batch.records)) return published;
+      if (!(await this.publishChunk(stream, batch.records))) break;
+      published += 1;
     }
     return published;
+  }
+
+  /**
+   * Envelopes for one read of pending records, in seq order. A record sent before goes out again
+   * in exactly the envelope it was first sent in (its key at the cloud must not change); fresh
+   * records are split at seq jumps and packed. A recorded envelope cut off by the read limit waits
+   * for the next read. One that lost records (evicted by retention, acked in part by an older
+   * cloud) or that no longer fits maxEnvelopeBytes is repacked, counted and logged.
+   */
+  private plan(stream: string, pending: PendingRecord[], readWasFull: boolean): Array<{ records: PendingRecord[]; resend: boolean }> {
+    const batches: Array<{ records: PendingRecord[]; resend: boolean }> = [];
+    let fresh: PendingRecord[] = [];
+    const flushFresh = (): void => {
+      for (const run of contiguousRuns(fresh)) for (const chunk of this.pack(run)) batches.push({ records: chunk, resend: false });
+      fresh = [];
+    };
+    for (let i = 0; i < pending.length; ) {
+      const envelope = pending[i].envelope;
+      if (envelope === null) {
+        fresh.push(pending[i]);
+        i += 1;
+        continue;
+      }
+      flushFresh();
+      let j = i;
+      while (j < pending.length && pending[j].envelope?.from === envelope.from && pending[j].envelope?.to === envelope.to) j += 1;
+      const group = pending.slice(i, j);
+      i = j;
+      const complete = group.length === envelope.to - envelope.from + 1 && group[0].seq === envelope.from;
+      if (!complete && j === pending.length && readWasFull && batches.length > 0) break;
+      if (complete && estimatedBytes(group) <= this.config.maxEnvelopeBytes) {
+        batches.push({ records: group, resend: true });
+        continue;
+      }
+      this.metrics.envelopesRepacked += 1;
+      this.logger.warn('a recorded envelope cannot be resent as it was; repacked, so the cloud may hold some of these records under two keys', {
+        stream,
+        envelope,
+        present: group.length,
+        reason: complete ? 'larger than maxEnvelopeBytes now' : 'records of it are gone (retention or an ack)',
+      });
+      for (const run of contiguousRuns(group)) for (const chunk of this.pack(run)) batches.push({ records: chunk, resend: true });
+    }
+    flushFresh();
+    return batches;
   }
 
   /** The newest, partly filled envelope of fresh records waits for company (minEnvelopeIntervalMs). */
@@ -350,7 +395,7 @@ export class Publisher {
     let current: PendingRecord[] = [];
     let bytes = 0;
     for (const record of run) {
-      const size = record.bytes + RECORD_OVERHEAD_BYTES;
+      const size = recordBytes(record);
       if (current.length > 0 && (current.length >= this.config.maxRecordsPerEnvelope || bytes + size > budget)) {
         chunks.push(current);
         current = [];
@@ -362,6 +407,14 @@ export class Publisher {
     if (current.length > 0) chunks.push(current);
     return chunks;
   }
+}
+
+function recordBytes(record: PendingRecord): number {
+  return record.bytes + RECORD_OVERHEAD_BYTES;
+}
+
+function estimatedBytes(records: PendingRecord[]): number {
+  return ENVELOPE_OVERHEAD_BYTES + records.reduce((sum, record) => sum + recordBytes(record), 0);
 }
 
 /** Pending records of one stream split where the sequence jumps (records between were acked or are in flight). */

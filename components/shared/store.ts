@@ -106,6 +106,12 @@ export interface PendingRecord {
   bytes: number;
   sentAt: number | null;
   clock: ClockSync | null;
+  /**
+   * The envelope this record was first sent in (seqFrom..seqTo), null until then. A resend sends
+   * exactly that range again, so the cloud's key for these records never changes: several ingest
+   * instances need no shared state to dedupe (docs/SCALING.md).
+   */
+  envelope: { from: number; to: number } | null;
 }
 
 export interface StreamStats {
@@ -407,6 +413,8 @@ interface RecordRow {
   bytes: number;
   sent_at: number | null;
   clock: string | null;
+  envelope_from: number | null;
+  envelope_to: number | null;
 }
 
 interface DropLogRow {
@@ -576,7 +584,7 @@ export class StreamStore {
     assertFinite(resendBefore, 'resendBefore');
     const rows = await this.exclusive((conn) =>
       conn.all<RecordRow>(
-        `SELECT stream, seq, time, mono, priority, data, bytes, sent_at, clock FROM records
+        `SELECT stream, seq, time, mono, priority, data, bytes, sent_at, clock, envelope_from, envelope_to FROM records
           WHERE stream = ? AND (sent_at IS NULL OR sent_at < ?) ORDER BY seq LIMIT ?`,
         [stream, resendBefore, limit],
       ),
@@ -591,24 +599,33 @@ export class StreamStore {
       bytes: r.bytes,
       sentAt: r.sent_at,
       clock: (r.clock as ClockSync | null) ?? null,
+      envelope: r.envelope_from !== null && r.envelope_to !== null ? { from: r.envelope_from, to: r.envelope_to } : null,
     }));
   }
 
-  /** Stamps records seqFrom..seqTo (inclusive) of `stream` as sent at `at`. */
+  /**
+   * Stamps records seqFrom..seqTo (inclusive) of `stream` as sent at `at`, in the envelope
+   * seqFrom..seqTo: the range a resend of any of them must use again.
+   */
   async markSent(stream: string, seqFrom: number, seqTo: number, at: number): Promise<void> {
     assertName(stream, 'stream');
     assertInteger(seqFrom, 'seqFrom', 1);
     assertInteger(seqTo, 'seqTo', seqFrom);
     assertFinite(at, 'at');
     await this.write(async (conn) => {
-      const first = await conn.run('UPDATE records SET sent_at = ? WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NULL', [
+      const first = await conn.run(
+        'UPDATE records SET sent_at = ?, envelope_from = ?, envelope_to = ? WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NULL',
+        [at, seqFrom, seqTo, stream, seqFrom, seqTo],
+      );
+      // A resend re-stamps records already sent; only the first send changes the unsent count.
+      await conn.run('UPDATE records SET sent_at = ?, envelope_from = ?, envelope_to = ? WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NOT NULL', [
         at,
+        seqFrom,
+        seqTo,
         stream,
         seqFrom,
         seqTo,
       ]);
-      // A resend re-stamps records already sent; only the first send changes the unsent count.
-      await conn.run('UPDATE records SET sent_at = ? WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NOT NULL', [at, stream, seqFrom, seqTo]);
       if (first.changes > 0) {
         await conn.run('UPDATE streams SET unsent_records = unsent_records - ? WHERE stream = ?', [first.changes, stream]);
       }
@@ -700,10 +717,17 @@ export class StreamStore {
       const row = await conn.get<{ next_seq: number; watermark: number }>('SELECT next_seq, watermark FROM streams WHERE stream = ?', [stream]);
       const watermark = row?.watermark ?? 0;
       const appended = row ? row.next_seq - 1 : 0;
+      // Whole envelopes go back: a record requeued alone would be resent under a new range, and
+      // the cloud would store it a second time under another key. Envelopes are disjoint runs of
+      // seqs, so widening to the first and last envelope touching from..to takes in no other record.
+      const bounds = await conn.get<{ lo: number | null; hi: number | null }>(
+        'SELECT MIN(envelope_from) AS lo, MAX(envelope_to) AS hi FROM records WHERE stream = ? AND seq BETWEEN ? AND ?',
+        [stream, from, to],
+      );
       const changed = await conn.run('UPDATE records SET sent_at = NULL WHERE stream = ? AND seq BETWEEN ? AND ? AND sent_at IS NOT NULL', [
         stream,
-        from,
-        to,
+        Math.min(from, bounds?.lo ?? from),
+        Math.max(to, bounds?.hi ?? to),
       ]);
       if (changed.changes > 0) {
         await conn.run('UPDATE streams SET unsent_records = unsent_records + ? WHERE stream = ?', [changed.changes, stream]);
@@ -1347,6 +1371,10 @@ async function openFile(path: string, busyTimeoutMs: number, logger: Logger, pre
       if (found === '1') migrated = await migrateV1(conn, now);
       await conn.exec(SCHEMA_V1_SQL + SCHEMA_V2_SQL);
       await addColumnIfMissing(conn, 'records', 'clock', 'TEXT');
+      // Added without a version bump: nullable columns an older build ignores, so a rollback of
+      // the components to the previous version still opens this file.
+      await addColumnIfMissing(conn, 'records', 'envelope_from', 'INTEGER');
+      await addColumnIfMissing(conn, 'records', 'envelope_to', 'INTEGER');
       const insert = 'INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)';
       await conn.run(insert, ['schema_version', String(STORE_SCHEMA_VERSION)]);
       created = (await conn.run(insert, ['epoch', randomUUID()])).changes === 1;

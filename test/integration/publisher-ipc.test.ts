@@ -119,7 +119,9 @@ test('envelopes reach the broker through IPC, and only the cloud ack deletes rec
     assert.equal((await store.stats()).streams.find((s) => s.stream === 'motor')?.backlogRecords, 5);
     // A backfill request resends what is retained and reports what is gone, and why.
     await backfill(cloud.client, { stream: 'motor', epoch: store.epoch, ranges: [[3, 4], [8, 10], [11, 12]] });
-    await waitFor('the retained part resent', () => seqsOf(cloud.envelopes.slice(before), 'motor').join() === '8,9,10');
+    // 8..10 were sent in the envelope 1-10, of which 6..10 remain: they go out together (the
+    // envelope cannot keep its first range, since the ack deleted 1..5).
+    await waitFor('the retained part resent', () => seqsOf(cloud.envelopes.slice(before), 'motor').join() === '6,7,8,9,10');
     await waitFor('two loss reports', () => cloud.losses.length === 2);
     const byReason = Object.fromEntries(cloud.losses.map((l) => [l.reason, l.ranges]));
     assert.deepEqual(byReason, { 'deleted-after-ack': [[3, 4]], 'not-sampled': [[11, 12]] });
@@ -289,6 +291,54 @@ test('minEnvelopeIntervalMs: fresh records of a slow stream wait and go out toge
     assert.equal(cloud.envelopes[1].count, 10);
   } finally {
     await stop();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('a record sent before goes out again in the envelope it was first sent in: after a restart, after the resend timeout, and when a backfill asks for part of it', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  const ranges = () => cloud.envelopes.map((e) => `${e.seqFrom}-${e.seqTo}`);
+  let running = await publisherOn(fixture, store);
+  try {
+    await seed(store, 'run', 3);
+    await waitFor('first envelope', () => cloud.envelopes.length === 1);
+    await seed(store, 'run', 4);
+    await waitFor('second envelope', () => cloud.envelopes.length === 2);
+    assert.deepEqual(ranges(), ['1-3', '4-7']);
+
+    // A restart makes all seven pending at once; without recorded boundaries they would go out as 1-7.
+    await running.stop();
+    running = await publisherOn(fixture, store);
+    await waitFor('resent after the restart', () => cloud.envelopes.length === 4);
+    assert.deepEqual(ranges().slice(2).sort(), ['1-3', '4-7']);
+
+    // A backfill of seq 5 alone brings back its whole envelope, so the cloud's key for it stays 4-7.
+    await backfill(cloud.client, { stream: 'run', epoch: store.epoch, ranges: [[5, 5]] });
+    await waitFor('backfill served', () => cloud.envelopes.length === 5);
+    assert.equal(ranges()[4], '4-7');
+
+    // Fresh records still pack freely; the resend timeout sends each envelope as it was.
+    await running.stop();
+    running = await publisherOn(fixture, store, { resendAfterMs: 500 });
+    await seed(store, 'run', 2);
+    await waitFor('resends by timeout', () => ranges().filter((r) => r === '8-9').length >= 2, 20_000);
+    const after = ranges().slice(5);
+    assert.ok(after.every((r) => ['1-3', '4-7', '8-9'].includes(r)), `only recorded ranges go out again: ${after.join(', ')}`);
+    assert.equal(running.publisher.metrics.envelopesRepacked, 0);
+
+    // Once retention removes a record of a recorded envelope, that envelope cannot go out as it was: counted and repacked.
+    await ack(cloud.client, { stream: 'run', epoch: store.epoch, watermark: 3 });
+    await waitFor('ack applied', () => running.publisher.metrics.acksApplied === 1);
+    const total = (await store.stats()).backlogBytes;
+    await store.enforceRetention({ maxBytes: total - 1, now: Date.now() });
+    await waitFor('the envelope that lost seq 4 is repacked', () => running.publisher.metrics.envelopesRepacked >= 1, 20_000);
+    await waitFor('5-7 resent', () => ranges().includes('5-7'), 20_000);
+  } finally {
+    await running.stop();
     cloud.client.end(true);
     await store.close();
     await fixture.stop();

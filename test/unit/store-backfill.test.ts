@@ -133,3 +133,42 @@ test('requeueRange refuses another epoch, an inverted range and a range over the
     await store.close();
   }
 });
+
+test('requeueRange brings back whole envelopes: part of an envelope asked for makes all of it pending, and no other record', async () => {
+  const { store } = await openStore();
+  try {
+    await store.append(Array.from({ length: 12 }, () => rec('run', T0, 2)));
+    await store.markSent('run', 1, 4, 100);
+    await store.markSent('run', 5, 9, 100);
+    await store.markSent('run', 10, 12, 100);
+    const result = await store.requeueRange('run', store.epoch, 6, 6);
+    assert.equal(result.requeued, 1, 'the count is of the seqs asked for');
+    const pending = await store.readPending('run', 100, 0);
+    assert.deepEqual(
+      pending.map((r) => [r.seq, r.envelope]),
+      [5, 6, 7, 8, 9].map((seq) => [seq, { from: 5, to: 9 }]),
+    );
+    assert.equal((await store.stats()).streams[0].unsentRecords, 5);
+  } finally {
+    await store.close();
+  }
+});
+
+test('envelope boundaries live in nullable columns added without a version bump, so a file written by this build still reads as schema version 2', async () => {
+  const { store, path } = await openStore();
+  await store.append([rec('run', T0, 2)]);
+  await store.markSent('run', 1, 1, 100);
+  await store.close();
+  const rows = await rawAll(path, 'SELECT envelope_from, envelope_to FROM records');
+  assert.deepEqual(rows, [{ envelope_from: 1, envelope_to: 1 }]);
+  const version = await rawAll(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  assert.deepEqual(version, [{ value: '2' }]);
+  // An older build inserts without naming the new columns; the row must still be accepted.
+  await rawExec(path, "INSERT INTO records (stream, seq, time, mono, priority, data, bytes, sent_at) VALUES ('run', 2, 0, 0, 2, '{}', 2, NULL)");
+  const reopened = await StreamStore.open(path, { owner: true, logger: captureLogger().logger });
+  try {
+    assert.deepEqual((await reopened.readPending('run', 10, 0)).map((r) => [r.seq, r.envelope]), [[2, null]]);
+  } finally {
+    await reopened.close();
+  }
+});

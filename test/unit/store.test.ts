@@ -98,6 +98,7 @@ test('readPending returns unsent records in ascending seq order and resends only
       bytes: Buffer.byteLength(json),
       sentAt: null,
       clock: null,
+      envelope: null,
     });
     assert.deepEqual(
       (await store.readPending('run', 2, 0)).map((r) => r.seq),
@@ -112,14 +113,15 @@ test('readPending returns unsent records in ascending seq order and resends only
     );
     const due = await store.readPending('run', 100, 1001);
     assert.deepEqual(
-      due.map((r) => [r.seq, r.sentAt]),
+      due.map((r) => [r.seq, r.sentAt, r.envelope]),
       [
-        [1, 1000],
-        [2, 1000],
-        [3, 1000],
-        [4, null],
-        [5, null],
+        [1, 1000, { from: 1, to: 3 }],
+        [2, 1000, { from: 1, to: 3 }],
+        [3, 1000, { from: 1, to: 3 }],
+        [4, null, null],
+        [5, null, null],
       ],
+      'a sent record names the envelope it went out in',
     );
     assert.deepEqual(
       (await store.readPending('motor', 100, 0)).map((r) => r.seq),
