@@ -2,10 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { Backoff, sleep } from '../components/shared/backoff';
 import {
-  ACK_SCHEMA,
-  BACKFILL_SCHEMA,
   EPOCH_REPLACED,
-  MAX_BACKFILL_RANGES,
   MAX_BACKFILL_RECORDS,
   checkAck,
   checkBackfill,
@@ -13,7 +10,6 @@ import {
   checkEpochReport,
   checkLoss,
   parseJson,
-  type AckCommand,
   type BackfillRequest,
   type Envelope,
   type WireRecord,
@@ -31,6 +27,7 @@ import { alertId, AlertManager, CLOUD_DEVICE, type AlertSink, type AlertStats } 
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { FLEET_STATUS_FILTER, fleetStatusKey, mergeComponentStates, parseFleetStatusTopic, validateFleetStatus, type KnownComponentState, type StoredFleetStatus } from './fleet-status';
 import { HealthMonitor } from './health-monitor';
+import { ackFor, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -56,8 +53,23 @@ export const REJECTED_PAYLOAD_HEAD_BYTES = 4096;
 export const DEFAULT_PERMANENT_GAP_HOLD_MS = 60 * 60_000;
 export const DEFAULT_ALERT_CHECK_INTERVAL_MS = 1_000;
 
+/**
+ * Who keeps the per-stream accounting. `inline` (one ingest): this process holds the ledger, trims
+ * resent records against it, acks, asks for backfill and computes epoch losses. `checker` (any
+ * number of instances on a shared subscription): the ingest only validates and archives, each
+ * envelope whole under the key of its range, and the integrity checker (cloud/checker.ts) does the
+ * rest from what the archive holds (docs/SCALING.md).
+ */
+export type IntegrityMode = 'inline' | 'checker';
+
 export interface CloudIngestOptions {
   archive: ArchiveBackend;
+  /** Default inline. */
+  integrity?: IntegrityMode;
+  /** Subscribe as one member of this shared-subscription group ($share/<group>/...). */
+  shareGroup?: string;
+  /** Where this instance's counters go; default _status/ingest.json (instances of a group need one each). */
+  statusKey?: string;
   /** A client to drive. The ingest attaches its listeners at once and never ends this client. */
   client?: MqttClient;
   /** Used when no client is given: the ingest connects (clean: false) and ends the client on stop(). */
@@ -146,6 +158,9 @@ type Outcome = { ok: true } | { ok: false; reason: string };
  */
 export class CloudIngest {
   private readonly archive: ArchiveBackend;
+  private readonly inline: boolean;
+  private readonly shareGroup: string | undefined;
+  private readonly statusKey: string;
   private readonly client: MqttClient;
   private readonly ownsClient: boolean;
   private readonly app: string;
@@ -182,7 +197,7 @@ export class CloudIngest {
   private readonly maxBackfillRecords: number;
   private gapTimer: NodeJS.Timeout | undefined;
   /** Per (device, stream, epoch): when each open gap was first seen, and the last backfill request. */
-  private readonly gapTracking = new Map<string, { firstSeen: Map<number, number>; requested: Set<number>; lastRequestAt: number; attempts: number }>();
+  private readonly gaps: GapTracker;
   /** Epochs a device has declared replaced: nothing more will come, so no backfill is asked. */
   private readonly closedEpochs = new Set<string>();
 
@@ -230,6 +245,16 @@ export class CloudIngest {
 
   constructor(options: CloudIngestOptions) {
     this.archive = options.archive;
+    this.inline = (options.integrity ?? 'inline') === 'inline';
+    if (options.shareGroup !== undefined && !/^[^/+#]+$/.test(options.shareGroup)) {
+      throw new RangeError(`shareGroup must be one topic level without / + #, got "${options.shareGroup}"`);
+    }
+    if (options.shareGroup !== undefined && this.inline) {
+      // Each instance would hold part of the ledger and ack from it: watermarks would go backwards.
+      throw new RangeError('a shared subscription needs integrity: "checker" (the ledger cannot be split between instances)');
+    }
+    this.shareGroup = options.shareGroup;
+    this.statusKey = options.statusKey ?? STATUS_KEY;
     this.app = options.app ?? APP;
     this.logger = options.logger ?? createLogger('CloudIngest', { app: this.app });
     this.ackWindowMs = nonNegative('ackWindowMs', options.ackWindowMs ?? DEFAULT_ACK_WINDOW_MS);
@@ -246,7 +271,10 @@ export class CloudIngest {
     this.domainLimits = options.domainLimits ?? FLEET_DOMAIN_LIMITS;
     this.maxClockSkewMs = nonNegative('maxClockSkewMs', options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
     this.startedAt = this.now();
-    this.alerts = new AlertManager({ sinks: options.alertSinks ?? [new LogSink(this.logger), new ArchiveFileSink(this.archive, this.now)], logger: this.logger, now: this.now });
+    // Instances of a group would overwrite each other's alert files; their alerts go to the log, and
+    // the checker owns the alert view.
+    const defaultSinks = this.inline ? [new LogSink(this.logger), new ArchiveFileSink(this.archive, this.now)] : [new LogSink(this.logger)];
+    this.alerts = new AlertManager({ sinks: options.alertSinks ?? defaultSinks, logger: this.logger, now: this.now });
     this.healthMonitor = new HealthMonitor({
       alerts: this.alerts,
       healthIntervalMs: options.healthIntervalMs,
@@ -254,6 +282,13 @@ export class CloudIngest {
       backlogGrowingMs: options.backlogGrowingMs,
     });
     this.permanentGapHoldMs = nonNegative('permanentGapHoldMs', options.permanentGapHoldMs ?? DEFAULT_PERMANENT_GAP_HOLD_MS);
+    this.gaps = new GapTracker({
+      alerts: this.alerts,
+      gapGraceMs: this.gapGraceMs,
+      backfillRetryMs: this.backfillRetryMs,
+      maxBackfillRetryMs: MAX_BACKFILL_RETRY_MS,
+      maxBackfillRecords: this.maxBackfillRecords,
+    });
     this.alertCheckIntervalMs = nonNegative('alertCheckIntervalMs', options.alertCheckIntervalMs ?? DEFAULT_ALERT_CHECK_INTERVAL_MS);
     if (options.client) {
       this.client = options.client;
@@ -276,21 +311,24 @@ export class CloudIngest {
 
   /** Every filter the ingest subscribes to: the app's data topics and the nucleus's fleet status. */
   get filters(): string[] {
-    return [this.filter, FLEET_STATUS_FILTER];
+    const filters = [this.filter, FLEET_STATUS_FILTER];
+    return this.shareGroup === undefined ? filters : filters.map((filter) => `$share/${this.shareGroup}/${filter}`);
   }
 
   /** Rebuilds the ledger from the archive, then resolves once subscribed (waiting for the broker if need be). */
   async start(): Promise<void> {
     if (this.started) throw new Error('CloudIngest already started');
     this.started = true;
-    const ignored: string[] = [];
-    this.ledger = await Ledger.rebuild(this.archive, (key) => ignored.push(key));
-    if (ignored.length > 0) this.logger.warn('ignored archive keys outside the record layout', { count: ignored.length, first: ignored.slice(0, 5) });
-    await this.rebuildClosedEpochs();
-    this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length, closedEpochs: this.closedEpochs.size });
-    await this.restoreAlerts();
+    if (this.inline) {
+      const ignored: string[] = [];
+      this.ledger = await Ledger.rebuild(this.archive, (key) => ignored.push(key));
+      if (ignored.length > 0) this.logger.warn('ignored archive keys outside the record layout', { count: ignored.length, first: ignored.slice(0, 5) });
+      await this.rebuildClosedEpochs();
+      this.logger.info('ledger rebuilt', { streams: this.ledger.entries().length, closedEpochs: this.closedEpochs.size });
+      await this.restoreAlerts();
+    }
     this.markReady();
-    if (this.gapCheckIntervalMs > 0) {
+    if (this.inline && this.gapCheckIntervalMs > 0) {
       this.gapTimer = setInterval(() => this.checkGaps(), this.gapCheckIntervalMs);
       this.gapTimer.unref();
     }
@@ -298,7 +336,7 @@ export class CloudIngest {
       this.statusTimer = setInterval(() => void this.writeStatus(), this.statusIntervalMs);
       this.statusTimer.unref();
     }
-    if (this.alertCheckIntervalMs > 0) {
+    if (this.inline && this.alertCheckIntervalMs > 0) {
       this.alertTimer = setInterval(() => this.checkAlerts(), this.alertCheckIntervalMs);
       this.alertTimer.unref();
     }
@@ -375,14 +413,14 @@ export class CloudIngest {
       2,
     );
     this.statusWrite = this.archive
-      .put(STATUS_KEY, body)
+      .put(this.statusKey, body)
       .then(
         () => {
           if (this.statusFailing) this.logger.info('status file writable again');
           this.statusFailing = false;
         },
         (error) => {
-          if (!this.statusFailing) this.logger.warn('status file write failed', { key: STATUS_KEY, error: errorMessage(error) });
+          if (!this.statusFailing) this.logger.warn('status file write failed', { key: this.statusKey, error: errorMessage(error) });
           this.statusFailing = true;
         },
       )
@@ -460,13 +498,20 @@ export class CloudIngest {
     }
     this.counters.accepted += 1;
     this.checkClock(envelope, receivedAt);
-    const outcome = await this.archiveEnvelope(envelope, receivedAt);
-    if (outcome.ok) this.scheduleAck(envelope.device, envelope.stream, envelope.epoch);
+    const outcome = await this.archiveEnvelope(envelope);
+    if (outcome.ok && this.inline) this.scheduleAck(envelope.device, envelope.stream, envelope.epoch);
   }
 
-  private async archiveEnvelope(envelope: Envelope, receivedAt: Date): Promise<Outcome> {
-    const ledger = this.ledger!.stream(envelope.device, envelope.stream, envelope.epoch);
-    const runs = ledger.missingFrom(envelope.records);
+  /**
+   * Inline, the records the ledger already holds are trimmed and each remaining run becomes an
+   * object. For the checker, the envelope is stored whole under the key of its range: the device
+   * resends an envelope with the range it first had, so a resend lands on the same key, whichever
+   * instance receives it. Either way an object's bytes depend only on the records, so a rewrite
+   * of the same key writes the same bytes.
+   */
+  private async archiveEnvelope(envelope: Envelope): Promise<Outcome> {
+    const ledger = this.ledger?.stream(envelope.device, envelope.stream, envelope.epoch);
+    const runs = ledger ? ledger.missingFrom(envelope.records) : [envelope.records];
     const fresh = runs.reduce((sum, run) => sum + run.length, 0);
     this.counters.duplicatesDropped += envelope.count - fresh;
     for (const run of runs) {
@@ -474,11 +519,11 @@ export class CloudIngest {
       const seqTo = run[run.length - 1].seq;
       const key = recordKey(envelope.device, envelope.stream, envelope.epoch, seqFrom, seqTo);
       const invalid = this.invalidRecords(envelope, run);
-      const body = recordRunBody(envelope, run, receivedAt, invalid);
+      const body = recordRunBody(envelope, run, invalid);
       try {
         // The quarantine object first: a crash between the two puts leaves no run archived without it.
         if (invalid.length > 0) {
-          const quarantine = quarantineBody(envelope, run, invalid, receivedAt);
+          const quarantine = quarantineBody(envelope, run, invalid);
           await this.withRetries(() => this.archive.put(quarantineKey(envelope.device, envelope.stream, envelope.epoch, seqFrom, seqTo), quarantine));
         }
         await this.withRetries(() => this.archive.put(key, body));
@@ -492,7 +537,7 @@ export class CloudIngest {
         return { ok: false, reason: 'archive' };
       }
       // Only after the put: a crash in between leaves an object the ledger rebuild will find.
-      ledger.add(seqFrom, seqTo);
+      ledger?.add(seqFrom, seqTo);
       this.logger.debug('records archived', { correlationId: envelope.envelopeId, device: envelope.device, stream: envelope.stream, epoch: envelope.epoch, seqFrom, seqTo, key });
       this.counters.recordsArchived += run.length;
       this.counters.objectsWritten += 1;
@@ -564,8 +609,9 @@ export class CloudIngest {
     if (checked.value.device !== device) {
       return this.reject(topic, payload, receivedAt, `mis-addressed: topic names thing "${device}", health says "${checked.value.device}"`);
     }
-    // The device is alive whether or not the write below succeeds.
-    this.healthMonitor.onHealth(device, checked.value, receivedAt.getTime());
+    // The device is alive whether or not the write below succeeds. An instance of a group sees
+    // only some of a device's health messages, so it would call live devices stale.
+    if (this.inline) this.healthMonitor.onHealth(device, checked.value, receivedAt.getTime());
     const body = JSON.stringify({ device, receivedAt: receivedAt.toISOString(), health: checked.value });
     try {
       await this.withRetries(() => this.archive.put(healthKey(device), body));
@@ -641,8 +687,8 @@ export class CloudIngest {
     const body = { reason: loss.reason, source: 'loss-report', requestId: loss.requestId, reportedAt: loss.reportedAt, receivedAt: receivedAt.toISOString() };
     if (await this.recordGaps(device, loss.stream, loss.epoch, loss.ranges, loss.reason, body)) {
       this.logger.warn('device reported records that will never arrive', { device, stream: loss.stream, epoch: loss.epoch, reason: loss.reason, ranges: loss.ranges.slice(0, 10) });
-      this.firePermanentGap(device, loss.stream, loss.epoch, loss.ranges, loss.reason, 'loss-report');
-      this.scheduleAck(device, loss.stream, loss.epoch);
+      firePermanentGap(this.alerts, { device, stream: loss.stream, epoch: loss.epoch, ranges: loss.ranges, reason: loss.reason, source: 'loss-report' }, this.permanentGapHoldMs);
+      if (this.inline) this.scheduleAck(device, loss.stream, loss.epoch);
     }
   }
 
@@ -654,6 +700,16 @@ export class CloudIngest {
     const report = await this.deviceReport(topic, device, payload, receivedAt, 'epoch', checkEpochReport);
     if (!report) return;
     this.counters.epochReports += 1;
+    if (!this.inline) {
+      // What the old epoch lost depends on everything archived, which no instance knows: the
+      // checker computes it from the stored report.
+      try {
+        await this.withRetries(() => this.archive.put(epochKey(device, report.epoch), JSON.stringify({ ...report, receivedAt: receivedAt.toISOString() })));
+      } catch (error) {
+        this.noteArchiveError('could not store epoch report; the device repeats it', { device, error: errorMessage(error) });
+      }
+      return;
+    }
     // The device repeats its report until it is sure one arrived; only the first one counts.
     if (report.previousEpoch && this.closedEpochs.has(`${device}\u0000${report.previousEpoch}`)) {
       this.logger.debug('epoch report repeated; the old epoch is already closed', { device, previousEpoch: report.previousEpoch });
@@ -669,7 +725,7 @@ export class CloudIngest {
         const body = { reason: EPOCH_REPLACED, source: 'epoch-report', newEpoch: report.epoch, reportedAt: report.reportedAt, receivedAt: receivedAt.toISOString() };
         // A failed write leaves the epoch open: the device's next repeat tries again.
         if (count > 0 && !(await this.recordGaps(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, body))) return;
-        if (count > 0) this.firePermanentGap(device, previous.stream, report.previousEpoch, missing, EPOCH_REPLACED, 'epoch-report');
+        if (count > 0) firePermanentGap(this.alerts, { device, stream: previous.stream, epoch: report.previousEpoch, ranges: missing, reason: EPOCH_REPLACED, source: 'epoch-report' }, this.permanentGapHoldMs);
         lost += count;
       }
     }
@@ -727,7 +783,7 @@ export class CloudIngest {
 
   /** Persists each range as a gaps/ object, then marks it in the ledger. False if a write failed. */
   private async recordGaps(device: string, stream: string, epoch: string, ranges: SeqRange[], reason: string, body: Record<string, unknown>): Promise<boolean> {
-    const ledger = this.ledger!.stream(device, stream, epoch);
+    const ledger = this.ledger?.stream(device, stream, epoch);
     for (const [from, to] of ranges) {
       try {
         await this.withRetries(() => this.archive.put(gapKey(device, stream, epoch, from, to), JSON.stringify({ device, stream, epoch, seqFrom: from, seqTo: to, ...body })));
@@ -735,25 +791,9 @@ export class CloudIngest {
         this.noteArchiveError('could not record a permanent gap', { device, stream, epoch, from, to, error: errorMessage(error) });
         return false;
       }
-      ledger.markGone(from, to, reason);
+      ledger?.markGone(from, to, reason);
     }
     return true;
-  }
-
-  /**
-   * Permanent gaps are an event: nothing can bring the records back. The alert stays firing for
-   * permanentGapHoldMs after the last gap recorded on the stream, so it is seen, then clears.
-   */
-  private firePermanentGap(device: string, stream: string, epoch: string, ranges: SeqRange[], reason: string, source: 'loss-report' | 'epoch-report'): void {
-    const records = ranges.reduce((sum, [from, to]) => sum + to - from + 1, 0);
-    const first = ranges[0];
-    this.alerts.fire({
-      kind: 'gap-permanent',
-      device,
-      stream,
-      message: `${device} declared ${records} record(s) of stream ${stream} permanently lost (${reason}, seqs ${first[0]}-${first[1]}${ranges.length > 1 ? ` and ${ranges.length - 1} more range(s)` : ''}): read the reason under gaps/ and the device's StreamBuffer log.`,
-      details: { epoch, reason, source, records, ranges: ranges.slice(0, 10), holdMs: this.permanentGapHoldMs },
-    });
   }
 
   /** Counts a write given up on, logs it, and raises the cloud's own alert until a write succeeds again. */
@@ -801,14 +841,7 @@ export class CloudIngest {
   checkAlerts(nowMs = this.now().getTime()): void {
     if (this.stopping) return;
     this.healthMonitor.check(nowMs);
-    for (const active of this.alerts.activeOfKind('gap-permanent')) {
-      const touchedAt = this.alerts.touchedAt(active.alertId) ?? nowMs;
-      if (nowMs - touchedAt < this.permanentGapHoldMs) continue;
-      this.alerts.clear(
-        active.alertId,
-        `No new permanent gap on ${active.device}${active.stream ? ` stream ${active.stream}` : ''} for ${Math.round(this.permanentGapHoldMs / 1000)} s; the loss stays recorded under gaps/ and in _alerts/history/.`,
-      );
-    }
+    expirePermanentGapAlerts(this.alerts, this.permanentGapHoldMs, nowMs);
   }
 
   private async rebuildClosedEpochs(): Promise<void> {
@@ -828,64 +861,8 @@ export class CloudIngest {
    */
   checkGaps(nowMs = this.now().getTime()): void {
     if (!this.ledger || this.stopping) return;
-    const openStreams = new Set<string>();
-    const overdue = new Map<string, { device: string; stream: string; epoch: string; ranges: SeqRange[]; openSinceMs: number }>();
-    for (const entry of this.ledger.entries()) {
-      const key = `${entry.device}\u0000${entry.stream}\u0000${entry.epoch}`;
-      const gaps = this.closedEpochs.has(`${entry.device}\u0000${entry.epoch}`) ? [] : entry.ledger.gaps(MAX_GAPS);
-      if (gaps.length === 0) {
-        this.gapTracking.delete(key);
-        continue;
-      }
-      openStreams.add(alertId('gap-open', entry.device, entry.stream));
-      let tracking = this.gapTracking.get(key);
-      if (!tracking) {
-        tracking = { firstSeen: new Map(), requested: new Set(), lastRequestAt: 0, attempts: 0 };
-        this.gapTracking.set(key, tracking);
-      }
-      const open = new Set(gaps.map(([from]) => from));
-      for (const from of [...tracking.firstSeen.keys()]) if (!open.has(from)) tracking.firstSeen.delete(from);
-      for (const from of open) if (!tracking.firstSeen.has(from)) tracking.firstSeen.set(from, nowMs);
-      for (const from of [...tracking.requested]) if (!open.has(from)) tracking.requested.delete(from);
-      const due = gaps.filter(([from]) => nowMs - tracking!.firstSeen.get(from)! >= this.gapGraceMs);
-      if (due.length > 0 && !overdue.has(alertId('gap-open', entry.device, entry.stream))) {
-        const openSinceMs = Math.min(...due.map(([from]) => tracking!.firstSeen.get(from)!));
-        overdue.set(alertId('gap-open', entry.device, entry.stream), { device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges: due, openSinceMs });
-      }
-      // A gap never asked for goes out at once; asking again for the same gaps waits, doubling.
-      const fresh = due.some(([from]) => !tracking!.requested.has(from));
-      const wait = Math.min(MAX_BACKFILL_RETRY_MS, this.backfillRetryMs * 2 ** Math.max(0, tracking.attempts - 1));
-      if (due.length === 0 || (!fresh && nowMs - tracking.lastRequestAt < wait)) continue;
-      const ranges = boundRanges(due, MAX_BACKFILL_RANGES, this.maxBackfillRecords);
-      tracking.lastRequestAt = nowMs;
-      tracking.attempts = fresh ? 1 : tracking.attempts + 1;
-      for (const [from] of ranges) tracking.requested.add(from);
-      this.trackAck(this.sendBackfill({ schema: BACKFILL_SCHEMA, requestId: randomUUID(), device: entry.device, stream: entry.stream, epoch: entry.epoch, ranges, issuedAt: new Date(nowMs).toISOString() }));
-    }
-    this.updateGapAlerts(overdue, openStreams, nowMs);
-  }
-
-  /**
-   * gap-open fires when a stream has a gap open past the grace time (when backfill starts being
-   * asked for) and clears only when the stream has no open gap at all, so a fresh gap inside its
-   * grace time does not make the alert flap.
-   */
-  private updateGapAlerts(overdue: Map<string, { device: string; stream: string; epoch: string; ranges: SeqRange[]; openSinceMs: number }>, openStreams: Set<string>, nowMs: number): void {
-    for (const gap of overdue.values()) {
-      const records = gap.ranges.reduce((sum, [from, to]) => sum + to - from + 1, 0);
-      this.alerts.fire({
-        kind: 'gap-open',
-        device: gap.device,
-        stream: gap.stream,
-        message: `${gap.device} stream ${gap.stream} has ${records} record(s) missing for ${Math.round((nowMs - gap.openSinceMs) / 1000)} s (first seqs ${gap.ranges[0][0]}-${gap.ranges[0][1]}); backfill is requested: check that the device answers it (MqttPublisher log) and its link.`,
-        details: { epoch: gap.epoch, ranges: gap.ranges.slice(0, 10), records, openSince: new Date(gap.openSinceMs).toISOString(), gapGraceMs: this.gapGraceMs },
-      });
-    }
-    for (const active of this.alerts.activeOfKind('gap-open')) {
-      if (!openStreams.has(active.alertId)) {
-        this.alerts.clear(active.alertId, `Every gap of ${active.device} stream ${active.stream ?? '?'} is closed (backfilled or declared permanent).`);
-      }
-    }
+    const requests = this.gaps.check(this.ledger.entries(), (device, epoch) => this.closedEpochs.has(`${device}\u0000${epoch}`), nowMs);
+    for (const request of requests) this.trackAck(this.sendBackfill(request));
   }
 
   private async sendBackfill(request: BackfillRequest): Promise<void> {
@@ -950,9 +927,9 @@ export class CloudIngest {
   }
 
   private async sendAck(device: string, stream: string, epoch: string): Promise<void> {
-    const state = this.ackState(device, stream, epoch);
-    if (!state) return;
-    const ack: AckCommand = { schema: ACK_SCHEMA, stream, epoch, watermark: state.watermark, gaps: state.gaps, issuedAt: this.now().toISOString() };
+    const ledger = this.ledger?.peek(device, stream, epoch);
+    if (!ledger) return;
+    const ack = ackFor(stream, epoch, ledger, this.now());
     const checked = checkAck(ack);
     if (!checked.ok) {
       this.counters.ackErrors += 1;
@@ -986,8 +963,11 @@ export class CloudIngest {
   }
 }
 
-/** The object stored for one contiguous run; the key names the same run. */
-function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date, invalid: Array<{ seq: number; reason: string }>): string {
+/**
+ * The object stored for one contiguous run; the key names the same run. No receive time: a
+ * resend must rewrite the same bytes (the store's own timestamp says when it was written).
+ */
+function recordRunBody(envelope: Envelope, run: WireRecord[], invalid: Array<{ seq: number; reason: string }>): string {
   return JSON.stringify({
     device: envelope.device,
     stream: envelope.stream,
@@ -996,36 +976,21 @@ function recordRunBody(envelope: Envelope, run: WireRecord[], receivedAt: Date, 
     seqFrom: run[0].seq,
     seqTo: run[run.length - 1].seq,
     envelopeId: envelope.envelopeId,
-    receivedAt: receivedAt.toISOString(),
     ...(invalid.length > 0 ? { invalid } : {}),
     records: run,
   });
 }
 
-function quarantineBody(envelope: Envelope, run: WireRecord[], invalid: Array<{ seq: number; reason: string }>, receivedAt: Date): string {
+function quarantineBody(envelope: Envelope, run: WireRecord[], invalid: Array<{ seq: number; reason: string }>): string {
   const bySeq = new Map(run.map((record) => [record.seq, record]));
   return JSON.stringify({
     device: envelope.device,
     stream: envelope.stream,
     epoch: envelope.epoch,
     envelopeId: envelope.envelopeId,
-    receivedAt: receivedAt.toISOString(),
     detectedBy: 'cloud',
     records: invalid.map(({ seq, reason }) => ({ reason, ...bySeq.get(seq)! })),
   });
-}
-
-/** At most maxRanges ranges and maxRecords seqs, lowest first; the last range may be cut short. */
-export function boundRanges(ranges: SeqRange[], maxRanges: number, maxRecords: number): SeqRange[] {
-  const out: SeqRange[] = [];
-  let budget = maxRecords;
-  for (const [from, to] of ranges) {
-    if (out.length >= maxRanges || budget <= 0) break;
-    const end = Math.min(to, from + budget - 1);
-    out.push([from, end]);
-    budget -= end - from + 1;
-  }
-  return out;
 }
 
 function isUtf8(bytes: Buffer): boolean {
