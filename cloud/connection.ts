@@ -1,4 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import { sleep } from '../components/shared/backoff';
 import { errorMessage, type Logger } from '../components/shared/logger';
 
@@ -13,6 +14,10 @@ export interface IngestClientOptions {
   reconnectPeriodMs?: number;
   keepaliveSec?: number;
   connectTimeoutMs?: number;
+  /** Default false (a persistent session); a client that only publishes wants none. */
+  clean?: boolean;
+  /** PEM files for an mqtts:// broker: client certificate and key (mutual TLS), and the CA that signed the broker (else the system's). */
+  tls?: BrokerTlsFiles;
 }
 
 /**
@@ -30,12 +35,13 @@ export function createIngestClient(url: string, clientId: string, logger: Logger
   }
   const clientOptions: IClientOptions = {
     clientId,
-    clean: false,
+    clean: options.clean ?? false,
     reconnectPeriod,
     keepalive: options.keepaliveSec ?? 60,
     connectTimeout: options.connectTimeoutMs ?? 10_000,
     // CloudIngest subscribes again on every connect itself, so MQTT.js's copy would be a duplicate.
     resubscribe: false,
+    ...readBrokerTls(url, options.tls),
   };
   const client = mqtt.connect(url, clientOptions);
   watchConnection(client, logger, url);

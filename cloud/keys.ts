@@ -10,6 +10,8 @@
  *   quarantine/<device>/<stream>/<epoch>/<seqFrom:12>-<seqTo:12>.json records of an archived run that broke their data contract, with reasons
  *   rejected/<YYYY-MM-DD>/<uuid>.json                                a rejected message and its reason
  *   _status/ingest.json                                              the ingest's counters
+ *   _status/ingest-<clientId>.json                                   counters of one instance of a shared-subscription group
+ *   _status/checker.json                                             the integrity checker's counters
  */
 
 export const RECORDS_PREFIX = 'records/';
@@ -19,6 +21,11 @@ export const HEALTH_PREFIX = 'health/';
 export const REJECTED_PREFIX = 'rejected/';
 export const QUARANTINE_PREFIX = 'quarantine/';
 export const STATUS_KEY = '_status/ingest.json';
+
+/** One status object per instance of a group: instances must not overwrite each other's counters. */
+export function instanceStatusKey(clientId: string): string {
+  return `_status/ingest-${encodeKeySegment(clientId)}.json`;
+}
 
 /** Zero-padded so that lexicographic key order (how S3 lists) equals numeric sequence order. */
 export const SEQ_DIGITS = 12;
