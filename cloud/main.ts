@@ -42,7 +42,10 @@ async function main(): Promise<void> {
   const logger = createLogger('CloudIngest', { app, clientId });
   const { archive, location } = archiveFromFlags(values);
   const alertSinks = alertSinksFromFlags(values, logger, integrity === 'inline' ? archive : undefined);
-  const client = createIngestClient(values.broker, clientId, logger, { tls: tlsFromFlags(values) });
+  // A member of a group takes a clean session: a persistent one would keep receiving its share of
+  // the messages while the member is dead, held for a return that may never come. The devices'
+  // resends, not the broker's queue, make the group lossless.
+  const client = createIngestClient(values.broker, clientId, logger, { tls: tlsFromFlags(values), clean: shareGroup !== undefined });
   // Built in the same tick as the client, so the ingest's listener is attached before any message arrives.
   const ingest = new CloudIngest({
     client,
