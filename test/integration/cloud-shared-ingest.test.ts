@@ -1,6 +1,7 @@
 // Three ingest processes on a mosquitto shared subscription, the integrity checker as a fourth
 // process, twenty devices (real stores, publishers and SDK MQTT 5 clients). One ingest instance is
-// killed with SIGKILL mid-run; every record must still end up archived exactly once.
+// killed with SIGKILL mid-run, and so is the checker (then restarted); every record must still end
+// up archived exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,7 +36,7 @@ async function stopProcess(proc: { child: ChildProcess; exited: Promise<number |
 }
 
 test(
-  `${INSTANCES} ingest instances on a shared subscription and ${DEVICES} devices: one instance killed mid-run, every record archived exactly once`,
+  `${INSTANCES} ingest instances on a shared subscription and ${DEVICES} devices: one instance and the checker killed mid-run, every record archived exactly once`,
   { timeout: 240_000, skip: mosquitto ? false : MOSQUITTO_MISSING },
   async () => {
     const broker = await startMosquitto(mosquitto!);
@@ -45,7 +46,8 @@ test(
     const instances = Array.from({ length: INSTANCES }, (_, i) =>
       startProcess('main.js', [...common, '--integrity', 'checker', '--share-group', 'ingest', '--client-id', `ingest-${i + 1}`]),
     );
-    const checker = startProcess('checker-main.js', [...common, '--interval-ms', '500', '--gap-grace-ms', '5000', '--ack-repeat-ms', '5000']);
+    const checkerArgs = [...common, '--interval-ms', '500', '--gap-grace-ms', '5000', '--ack-repeat-ms', '5000'];
+    let checker = startProcess('checker-main.js', checkerArgs);
     const devices: SimDevice[] = [];
     let appended = 0;
     try {
@@ -69,7 +71,12 @@ test(
       await sampleFor(2_000);
       victim.child.kill('SIGKILL');
       await victim.exited;
-      await sampleFor(4_000);
+      await sampleFor(2_000);
+      // The checker dies too and comes back: the archive is its whole state.
+      checker.child.kill('SIGKILL');
+      await checker.exited;
+      await sampleFor(2_000);
+      checker = startProcess('checker-main.js', checkerArgs);
 
       await waitFor(
         'every record acknowledged by the checker (so archived)',
