@@ -144,7 +144,17 @@ export interface OpenOptions {
   owner: boolean;
   logger: Logger;
   busyTimeoutMs?: number;
+  /**
+   * Records inserted per INSERT statement in append(). Each statement is one round trip through
+   * the sqlite3 binding's queue, which bounded appends at about 10,000 records/s with one row per
+   * statement (docs/PERFORMANCE.md). 1 is that old path, kept for the benchmark's comparison.
+   */
+  rowsPerInsert?: number;
 }
+
+/** 8 bound values per row; SQLite allows 32,766 per statement since 3.32. */
+export const DEFAULT_ROWS_PER_INSERT = 500;
+const MAX_ROWS_PER_INSERT = 4000;
 
 export interface StreamDrop {
   count: number;
@@ -484,6 +494,7 @@ export class StreamStore {
     private readonly logger: Logger,
     /** auto_vacuum = INCREMENTAL: set on files created by version 2; a migrated file reuses free pages instead. */
     private readonly autoVacuum: boolean,
+    private readonly rowsPerInsert: number,
   ) {}
 
   /**
@@ -497,6 +508,9 @@ export class StreamStore {
     const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     assertInteger(busyTimeoutMs, 'busyTimeoutMs', 0);
     const logger = options.logger;
+    const rowsPerInsert = options.rowsPerInsert ?? DEFAULT_ROWS_PER_INSERT;
+    assertInteger(rowsPerInsert, 'rowsPerInsert', 1);
+    if (rowsPerInsert > MAX_ROWS_PER_INSERT) throw new RangeError(`rowsPerInsert must be at most ${MAX_ROWS_PER_INSERT}, got ${rowsPerInsert}`);
     mkdirSync(dirname(path), { recursive: true });
 
     let predecessor: Remains | null = null;
@@ -505,7 +519,7 @@ export class StreamStore {
     for (let attempt = 0; attempt < 2; attempt += 1) {
       try {
         const opened = await retryWhileBusy(() => openFile(path, busyTimeoutMs, logger, predecessor), busyTimeoutMs);
-        return new StreamStore(opened.conn, path, opened.epoch, opened.previousEpoch, logger, opened.autoVacuum);
+        return new StreamStore(opened.conn, path, opened.epoch, opened.previousEpoch, logger, opened.autoVacuum, rowsPerInsert);
       } catch (error) {
         if (!(error instanceof CorruptionFound)) throw error;
         if (!options.owner || attempt > 0) throw new StoreCorruptError(path, error.reason);
@@ -542,23 +556,22 @@ export class StreamStore {
         added.set(stream, { records: 0, bytes: 0 });
       }
       const assigned: Array<{ stream: string; seq: number }> = [];
+      const rows: unknown[][] = [];
       for (const record of prepared) {
         const seq = next.get(record.stream)!;
         next.set(record.stream, seq + 1);
-        await conn.run('INSERT INTO records (stream, seq, time, mono, priority, data, bytes, sent_at, clock) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)', [
-          record.stream,
-          seq,
-          record.time,
-          record.mono,
-          record.priority,
-          record.json,
-          record.bytes,
-          record.clock ?? null,
-        ]);
+        rows.push([record.stream, seq, record.time, record.mono, record.priority, record.json, record.bytes, record.clock ?? null]);
         const sum = added.get(record.stream)!;
         sum.records += 1;
         sum.bytes += record.bytes;
         assigned.push({ stream: record.stream, seq });
+      }
+      for (let i = 0; i < rows.length; i += this.rowsPerInsert) {
+        const chunk = rows.slice(i, i + this.rowsPerInsert);
+        await conn.run(
+          `INSERT INTO records (stream, seq, time, mono, priority, data, bytes, clock) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+          chunk.flat(),
+        );
       }
       for (const [stream, sum] of added) {
         await conn.run(

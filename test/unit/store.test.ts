@@ -636,3 +636,23 @@ test('a record keeps the clock-sync state it was stamped with; an unknown state 
     await store.close();
   }
 });
+
+test('append writes the same rows whatever rowsPerInsert is, and refuses a value SQLite could not bind', async () => {
+  const { logger } = captureLogger();
+  const dir = mkdtempSync(join(tmpdir(), 'store-rows-'));
+  const input = Array.from({ length: 7 }, (_, i) => ({ stream: i % 2 ? 'a' : 'b', priority: 1, time: 1_700_000_000_000 + i, mono: i, data: { i } }));
+  const read = async (rowsPerInsert: number) => {
+    const store = await StreamStore.open(join(dir, `s${rowsPerInsert}.sqlite`), { owner: true, logger, rowsPerInsert });
+    try {
+      const assigned = await store.append(input);
+      return { assigned, a: await store.readPending('a', 10, 0), b: await store.readPending('b', 10, 0), stats: (await store.stats()).streams };
+    } finally {
+      await store.close();
+    }
+  };
+  const one = await read(1);
+  const three = await read(3);
+  assert.deepEqual(three, one);
+  assert.equal(one.a.length + one.b.length, 7);
+  await assert.rejects(StreamStore.open(join(dir, 'x.sqlite'), { owner: true, logger, rowsPerInsert: 5000 }), /rowsPerInsert must be at most 4000/);
+});
