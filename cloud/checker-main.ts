@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
 import { IntegrityChecker } from './checker';
-import { alertSinksFromFlags, archiveFromFlags, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
+import { alertSinksFromFlags, archiveFromFlags, exitOnSignals, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
 import { createIngestClient, endClient } from './connection';
 
 const USAGE = `usage: node dist/cloud/checker-main.js ${SHARED_CLOUD_USAGE}
@@ -54,24 +54,10 @@ async function main(): Promise<void> {
     process.exit(0);
   }
 
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutting down', { signal });
-    checker
-      .stop()
-      .then(() => endClient(client, 5000))
-      .then(
-        () => process.exit(0),
-        (error) => {
-          logger.error('shutdown failed', { error: errorMessage(error) });
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  exitOnSignals(logger, async () => {
+    await checker.stop();
+    await endClient(client, 5000);
+  });
   await checker.start();
 }
 

@@ -1,12 +1,12 @@
 import type { MqttClient } from 'mqtt';
 import { sleep } from '../components/shared/backoff';
-import { checkAck, checkBackfill, checkEpochReport, EPOCH_REPLACED, MAX_BACKFILL_RECORDS, type BackfillRequest, type EpochReport } from '../components/shared/envelope';
+import { checkAck, checkEpochReport, EPOCH_REPLACED, MAX_BACKFILL_RECORDS, type BackfillRequest, type EpochReport } from '../components/shared/envelope';
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
 import { APP, commandTopic } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
 import { AlertManager, alertId, CLOUD_DEVICE, type AlertSink, type AlertStats } from './alerts';
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
-import { ackFor, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
+import { ackFor, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 import { EPOCHS_PREFIX, GAPS_PREFIX, gapKey, parseGapKey } from './keys';
 import { Ledger, type SeqRange } from './ledger';
 
@@ -292,19 +292,9 @@ export class IntegrityChecker {
   }
 
   private async sendBackfill(request: BackfillRequest): Promise<void> {
-    const checked = checkBackfill(request, this.maxBackfillRecords);
-    if (!checked.ok) {
-      this.logger.error('refusing to send a backfill request that breaks the contract', { device: request.device, reason: checked.reason });
-      return;
-    }
-    try {
-      await this.client.publishAsync(commandTopic(request.device, 'backfill', this.app), JSON.stringify(request), { qos: 1 });
-      this.counters.backfillRequests += 1;
-      this.logger.info('backfill requested', { device: request.device, stream: request.stream, epoch: request.epoch, ranges: request.ranges, requestId: request.requestId });
-    } catch (error) {
-      this.logger.warn('backfill request not sent; a later pass asks again', { device: request.device, error: errorMessage(error) });
-    }
+    if (await publishBackfill(this.client, this.app, request, this.maxBackfillRecords, this.logger)) this.counters.backfillRequests += 1;
   }
+
 
   private noteArchiveError(what: string, fields: Record<string, unknown>): void {
     this.counters.archiveErrors += 1;

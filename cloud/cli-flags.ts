@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
-import type { Logger } from '../components/shared/logger';
+import { errorMessage, type Logger } from '../components/shared/logger';
 import { APP } from '../components/shared/topics';
 import { LocalFolderArchive, type ArchiveBackend } from './archive';
 import { ArchiveFileSink, LogSink, SnsSink, WebhookSink } from './alert-sinks';
@@ -70,4 +70,26 @@ export function alertSinksFromFlags(values: SharedValues, logger: Logger, archiv
 
 export function tlsFromFlags(values: SharedValues): BrokerTlsFiles {
   return { certPath: values.cert as string | undefined, keyPath: values.key as string | undefined, caPath: values.ca as string | undefined };
+}
+
+/**
+ * SIGTERM and SIGINT run `stop` once, then exit 0 (1 if stopping failed). The exit is explicit:
+ * an MQTT client's sockets and timers could keep the process alive after a clean stop.
+ */
+export function exitOnSignals(logger: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    stop().then(
+      () => process.exit(0),
+      (error) => {
+        logger.error('shutdown failed', { error: errorMessage(error) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }

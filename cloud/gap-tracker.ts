@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { ACK_SCHEMA, BACKFILL_SCHEMA, MAX_BACKFILL_RANGES, type AckCommand, type BackfillRequest } from '../components/shared/envelope';
+import type { MqttClient } from 'mqtt';
+import { ACK_SCHEMA, BACKFILL_SCHEMA, checkBackfill, MAX_BACKFILL_RANGES, type AckCommand, type BackfillRequest } from '../components/shared/envelope';
+import { errorMessage, type Logger } from '../components/shared/logger';
+import { commandTopic } from '../components/shared/topics';
 import { alertId, type AlertManager } from './alerts';
 import { MAX_GAPS, type SeqRange, type StreamId, type StreamLedger } from './ledger';
 
@@ -104,6 +107,26 @@ export class GapTracker {
         alerts.clear(active.alertId, `Every gap of ${active.device} stream ${active.stream ?? '?'} is closed (backfilled or declared permanent).`);
       }
     }
+  }
+}
+
+/**
+ * Publishes one backfill request after checking it against its contract. False when it was
+ * refused or not sent; the caller's next gap check asks again.
+ */
+export async function publishBackfill(client: MqttClient, app: string, request: BackfillRequest, maxRecords: number, logger: Logger): Promise<boolean> {
+  const checked = checkBackfill(request, maxRecords);
+  if (!checked.ok) {
+    logger.error('refusing to send a backfill request that breaks the contract', { device: request.device, reason: checked.reason });
+    return false;
+  }
+  try {
+    await client.publishAsync(commandTopic(request.device, 'backfill', app), JSON.stringify(request), { qos: 1 });
+    logger.info('backfill requested', { device: request.device, stream: request.stream, epoch: request.epoch, ranges: request.ranges, requestId: request.requestId });
+    return true;
+  } catch (error) {
+    logger.warn('backfill request not sent; the next gap check asks again', { device: request.device, error: errorMessage(error) });
+    return false;
   }
 }
 

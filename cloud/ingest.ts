@@ -5,7 +5,6 @@ import {
   EPOCH_REPLACED,
   MAX_BACKFILL_RECORDS,
   checkAck,
-  checkBackfill,
   checkEnvelope,
   checkEpochReport,
   checkLoss,
@@ -27,7 +26,7 @@ import { alertId, AlertManager, CLOUD_DEVICE, type AlertSink, type AlertStats } 
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { FLEET_STATUS_FILTER, fleetStatusKey, mergeComponentStates, parseFleetStatusTopic, validateFleetStatus, type KnownComponentState, type StoredFleetStatus } from './fleet-status';
 import { HealthMonitor } from './health-monitor';
-import { ackFor, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
+import { ackFor, publishBackfill, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -866,19 +865,9 @@ export class CloudIngest {
   }
 
   private async sendBackfill(request: BackfillRequest): Promise<void> {
-    const checked = checkBackfill(request, this.maxBackfillRecords);
-    if (!checked.ok) {
-      this.logger.error('refusing to send a backfill request that breaks the contract', { device: request.device, reason: checked.reason });
-      return;
-    }
-    try {
-      await this.client.publishAsync(commandTopic(request.device, 'backfill', this.app), JSON.stringify(request), { qos: 1 });
-      this.counters.backfillRequests += 1;
-      this.logger.info('backfill requested', { device: request.device, stream: request.stream, epoch: request.epoch, ranges: request.ranges, requestId: request.requestId });
-    } catch (error) {
-      this.logger.warn('backfill request not sent; the next gap check retries', { device: request.device, error: errorMessage(error) });
-    }
+    if (await publishBackfill(this.client, this.app, request, this.maxBackfillRecords, this.logger)) this.counters.backfillRequests += 1;
   }
+
 
   /** Counts, logs and keeps the message, like an IoT rule's error action; the ingest carries on. */
   private async reject(topic: string, payload: Buffer, receivedAt: Date, reason: string): Promise<void> {

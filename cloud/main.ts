@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
-import { alertSinksFromFlags, archiveFromFlags, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
+import { alertSinksFromFlags, archiveFromFlags, exitOnSignals, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
 import { createIngestClient, endClient } from './connection';
 import { CloudIngest, type IntegrityMode } from './ingest';
 import { instanceStatusKey } from './keys';
@@ -64,24 +64,10 @@ async function main(): Promise<void> {
     alertSinks,
   });
 
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutting down', { signal });
-    ingest
-      .stop()
-      .then(() => endClient(client, 5000))
-      .then(
-        () => process.exit(0),
-        (error) => {
-          logger.error('shutdown failed', { error: errorMessage(error) });
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  exitOnSignals(logger, async () => {
+    await ingest.stop();
+    await endClient(client, 5000);
+  });
 
   logger.info('starting cloud ingest', { broker: values.broker, archive: location, integrity, filters: ingest.filters, alertSinks: alertSinks.map((sink) => sink.name) });
   await ingest.start();
