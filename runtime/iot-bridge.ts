@@ -1,4 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
@@ -20,6 +21,8 @@ export interface IotBridgeOptions {
   maxMessageSizeInBytes?: number;
   /** Nucleus mqtt.spooler.keepQos0WhenOffline, default false: QoS 0 is refused offline and dropped on disconnect. */
   keepQos0WhenOffline?: boolean;
+  /** Client certificate, key and CA for an mqtts:// broker (the nucleus's own connection is mutual TLS). */
+  tls?: BrokerTlsFiles;
   logger: Logger;
 }
 
@@ -59,6 +62,7 @@ export class IotBridge {
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       resubscribe: true,
+      ...readBrokerTls(this.options.brokerUrl, this.options.tls),
     });
     this.client = client;
     client.on('connect', () => {

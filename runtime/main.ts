@@ -13,6 +13,9 @@ const { values } = parseArgs({
     artifacts: { type: 'string', default: 'build/artifacts' },
     thing: { type: 'string', default: 'elevator-dev-01' },
     broker: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    ca: { type: 'string' },
     config: { type: 'string' },
     only: { type: 'string' },
     'spooler-max-bytes': { type: 'string' },
@@ -30,6 +33,7 @@ if (values.help) {
   process.stdout.write(
     'usage: node dist/runtime/main.js [--root .local/greengrass] [--recipes recipes] [--artifacts build/artifacts]\n' +
       '  [--thing elevator-dev-01] [--broker mqtt://host:port (default: embedded aedes)] [--config merge.json|yaml]\n' +
+      '  [--cert device.pem.crt --key private.pem.key] [--ca AmazonRootCA1.pem] (with an mqtts:// --broker)\n' +
       '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0] [--error-reset-ms 3600000]\n' +
       '  [--deployment-profile cloud|cli] [--update-timeout-sec 60] [--validation-timeout-sec 20] [--settle-ms 2000]\n' +
       'Deploy to it with: node dist/scripts/deploy.js --root <same root> ... (see runtime/README.md)\n',
@@ -62,6 +66,7 @@ async function main(): Promise<void> {
     artifactsDir: values.artifacts!,
     thingName: values.thing!,
     brokerUrl: values.broker,
+    brokerTls: { certPath: values.cert, keyPath: values.key, caPath: values.ca },
     configurationMerge,
     only: values.only ? values.only.split(',') : undefined,
     spoolerMaxBytes: positiveNumberFlag('spooler-max-bytes', values['spooler-max-bytes']),

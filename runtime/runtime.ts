@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { BrokerTlsFiles } from '../components/shared/broker-tls';
 import { scheduleOffsetMs } from '../components/shared/schedule';
 import { DEFAULT_PERIODIC_STATUS_INTERVAL_SEC, FleetStatusReporter } from './fleet-status';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -63,6 +64,8 @@ export interface RuntimeOptions {
   thingName: string;
   /** MQTT broker standing in for AWS IoT Core; an embedded aedes broker when absent. */
   brokerUrl?: string;
+  /** Client certificate, key and CA (PEM paths) for an mqtts:// brokerUrl, as the nucleus's own IoT Core connection has. */
+  brokerTls?: BrokerTlsFiles;
   /** Deployment-style configuration merges: { "<ComponentName>": { ...MERGE } }. */
   configurationMerge?: Record<string, Record<string, unknown>>;
   spoolerMaxBytes?: number;
@@ -194,6 +197,7 @@ export class LocalRuntime implements RuntimeControl {
       spoolerMaxBytes: this.options.spoolerMaxBytes,
       maxInFlightPublishes: this.options.maxInFlightPublishes,
       keepQos0WhenOffline: this.options.keepQos0WhenOffline,
+      tls: this.options.brokerTls,
       logger,
     });
     this.bridge.start();

@@ -14,13 +14,19 @@ import { StreamStore, type StoreStats } from '../components/shared/store';
 import { openStoreWhenHealthy, STORE_FILE_NAME } from '../components/shared/store-open';
 import { heartbeatWildcard } from '../components/shared/topics';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../runtime/broker';
-import { mergeConfiguration } from '../runtime/recipe';
+import { loadRecipes, mergeConfiguration } from '../runtime/recipe';
+import type { BrokerTlsFiles } from '../components/shared/broker-tls';
+import { STANDALONE_ENV } from '../components/shared/platform';
+import { PLATFORM_FILE, type StandalonePlatformConfig } from '../components/shared/platform-standalone';
 import type { RuntimeStatus } from '../runtime/runtime';
 
 /**
- * The whole system on one machine: an MQTT broker standing in for AWS IoT Core, the local
- * Greengrass runtime running the four components, and the cloud ingest. It samples for a while,
- * stops sampling, lets the pipeline drain, stops every process cleanly, and audits the archive.
+ * The whole system on one machine: an MQTT broker standing in for AWS IoT Core, the four
+ * components, and the cloud ingest. The components run under the local Greengrass runtime
+ * (platform "greengrass"), or as plain processes with no runtime at all, configured from files as
+ * on a device without a nucleus (platform "standalone", docs/RUN-WITHOUT-GREENGRASS.md). It
+ * samples for a while, stops sampling, lets the pipeline drain, stops every process cleanly, and
+ * audits the archive.
  */
 export const PROJECT_ROOT = resolve(__dirname, '..', '..');
 const DIST = join(PROJECT_ROOT, 'dist');
@@ -31,6 +37,10 @@ export const HEALTH_REPORTER = 'com.elevator.HealthReporter';
 const DEMO_HEALTH_INTERVAL_MS = 5000;
 export const STREAM_BUFFER = 'com.elevator.StreamBuffer';
 export const MQTT_PUBLISHER = 'com.elevator.MqttPublisher';
+/** Standalone start order: StreamBuffer creates the store the others open (systemd: After=/Requires=). */
+const STANDALONE_ORDER = [STREAM_BUFFER, SENSOR_ACQUISITION, MQTT_PUBLISHER, HEALTH_REPORTER];
+/** Standalone, a component that exits on its own is started again after this long (systemd: Restart=on-failure, RestartSec). */
+const STANDALONE_RESTART_DELAY_MS = 1000;
 
 export interface PipelineOptions {
   root: string;
@@ -54,6 +64,18 @@ export interface PipelineOptions {
    * spooler, or "mqtt5" with its own MQTT 5 connection to deviceBrokerUrl (else brokerUrl).
    */
   publisherTransport?: 'ipc' | 'mqtt5';
+  /**
+   * "greengrass" (default): the components under the local runtime. "standalone": the four
+   * bundles as plain processes, no runtime, configured from <root>/device/etc; needs an MQTT 5
+   * broker (brokerUrl) and publishes with mqtt5.
+   */
+  platform?: 'greengrass' | 'standalone';
+  /** Standalone: the device's local bus broker (plain MQTT on loopback); default brokerUrl when that is plain loopback MQTT. */
+  localBrokerUrl?: string;
+  /** Client certificate, key and CA for an mqtts:// broker: used by the runtime's bridge, the cloud ingest and the components' MQTT 5 connections. */
+  brokerTls?: BrokerTlsFiles;
+  /** MqttPublisher's transport.willDelaySec (mqtt5 only). */
+  willDelaySec?: number;
   /**
    * Where the cloud ingest archives: s3://<bucket>[/<prefix>] for the S3 backend (credentials from
    * the SDK's default chain), else the run's own folder (<root>/cloud-archive).
@@ -110,8 +132,17 @@ export interface PipelineSummary {
   drainSeconds: number;
 }
 
+interface DeviceProcess {
+  componentName: string;
+  child?: ChildProcess;
+  restarts: number;
+  /** Not restarted when it exits: stopped or killed on purpose. */
+  held: boolean;
+  restartTimer?: NodeJS.Timeout;
+}
+
 export class Pipeline {
-  readonly paths: { greengrass: string; archive: string; store: string; config: string };
+  readonly paths: { greengrass: string; archive: string; store: string; config: string; device: string; deviceConfig: string; deviceLogs: string };
   /** What the ingest writes and the summary, progress and fleet view read. */
   readonly archive: ArchiveBackend;
   private broker?: EmbeddedBroker;
@@ -126,14 +157,20 @@ export class Pipeline {
   private stopEarly = false;
   private phase: Progress['phase'] = 'starting';
   private view?: FleetViewServer;
+  /** Standalone: the component processes, by component name. */
+  private readonly device = new Map<string, DeviceProcess>();
 
   constructor(private readonly options: PipelineOptions) {
     const root = resolve(options.root);
+    const standalone = options.platform === 'standalone';
     this.paths = {
       greengrass: join(root, 'greengrass'),
       archive: join(root, 'cloud-archive'),
-      store: join(root, 'greengrass', 'work', STREAM_BUFFER, STORE_FILE_NAME),
+      store: standalone ? join(root, 'device', 'var', STORE_FILE_NAME) : join(root, 'greengrass', 'work', STREAM_BUFFER, STORE_FILE_NAME),
       config: join(root, 'deployment.json'),
+      device: join(root, 'device'),
+      deviceConfig: join(root, 'device', 'etc'),
+      deviceLogs: join(root, 'device', 'logs'),
     };
     this.archive = options.archiveUrl
       ? new S3ArchiveBackend({ ...parseS3Url(options.archiveUrl), endpoint: options.s3Endpoint, region: options.s3Region })
@@ -193,10 +230,16 @@ export class Pipeline {
     if (!this.options.resume) rmSync(root, { recursive: true, force: true });
     mkdirSync(root, { recursive: true });
     await this.startView();
+    const standalone = this.options.platform === 'standalone';
+    if (standalone && this.options.publisherTransport === 'ipc') {
+      throw new Error('--platform standalone has no nucleus to publish through: MqttPublisher uses its own MQTT 5 connection (--transport mqtt5, the default there)');
+    }
     if (this.options.brokerUrl) {
       this.brokerUrl = this.options.brokerUrl;
-    } else if (this.options.publisherTransport === 'mqtt5') {
-      throw new Error('--transport mqtt5 needs an MQTT 5 broker: pass --broker mqtt://host:port (for example a local mosquitto); the embedded aedes broker speaks MQTT 3.1.1 only');
+    } else if (this.options.publisherTransport === 'mqtt5' || standalone) {
+      throw new Error(
+        `${standalone ? '--platform standalone' : '--transport mqtt5'} needs an MQTT 5 broker: pass --broker mqtt://host:port (for example a local mosquitto); the embedded aedes broker speaks MQTT 3.1.1 only`,
+      );
     } else {
       this.broker = await startEmbeddedBroker();
       this.brokerUrl = this.broker.url;
@@ -205,13 +248,120 @@ export class Pipeline {
       {
         [SENSOR_ACQUISITION]: { simulator: { timeScale: this.options.timeScale }, heartbeatIntervalMs: 1000 },
         [HEALTH_REPORTER]: { publishIntervalMs: DEMO_HEALTH_INTERVAL_MS },
-        ...(this.options.publisherTransport === 'mqtt5' ? { [MQTT_PUBLISHER]: { transport: this.mqtt5TransportConfig() } } : {}),
+        ...(this.options.publisherTransport === 'mqtt5' || standalone ? { [MQTT_PUBLISHER]: { transport: this.mqtt5TransportConfig() } } : {}),
       },
       this.options.configurationMerge ?? {},
     );
     writeFileSync(this.paths.config, JSON.stringify(merge, null, 2));
+    if (standalone) this.writeDeviceConfiguration(merge);
     this.startIngest();
-    await this.startRuntime();
+    if (standalone) await this.startDevice();
+    else await this.startRuntime();
+  }
+
+  /** TLS file paths for a URL: only an mqtts:// one takes them. */
+  private tlsFor(url: string): BrokerTlsFiles {
+    const tls = this.options.brokerTls ?? {};
+    if (!url.startsWith('mqtts://')) return {};
+    return Object.fromEntries(Object.entries({ certPath: tls.certPath, keyPath: tls.keyPath, caPath: tls.caPath }).filter(([, v]) => v !== undefined));
+  }
+
+  private tlsArgs(url: string): string[] {
+    const tls = this.tlsFor(url);
+    return [...(tls.certPath ? ['--cert', tls.certPath] : []), ...(tls.keyPath ? ['--key', tls.keyPath] : []), ...(tls.caPath ? ['--ca', tls.caPath] : [])];
+  }
+
+  /**
+   * What a device without Greengrass holds in /etc/elevator: platform.json (the brokers and
+   * certificates a nucleus would hold) and one <Component>.json per component, the recipe's
+   * DefaultConfiguration with this run's merge on top, as a deployment would produce.
+   */
+  private writeDeviceConfiguration(merge: Record<string, unknown>): void {
+    mkdirSync(this.paths.deviceConfig, { recursive: true });
+    const iotBroker = this.options.deviceBrokerUrl ?? this.brokerUrl;
+    const platform: StandalonePlatformConfig = {
+      localBroker: { url: this.localBrokerUrl() },
+      iotCore: { brokerUrl: iotBroker, ...this.tlsFor(iotBroker) },
+    };
+    writeFileSync(join(this.paths.deviceConfig, PLATFORM_FILE), JSON.stringify(platform, null, 2));
+    for (const { recipe } of loadRecipes(join(PROJECT_ROOT, 'recipes'))) {
+      const { accessControl: _accessControl, ...defaults } = recipe.ComponentConfiguration?.DefaultConfiguration ?? {};
+      const config = mergeConfiguration(defaults, (merge[recipe.ComponentName] as Record<string, unknown> | undefined) ?? {});
+      writeFileSync(join(this.paths.deviceConfig, `${shortName(recipe.ComponentName)}.json`), JSON.stringify(config, null, 2));
+    }
+  }
+
+  /** The standalone device's local bus: as given, else the broker itself when it is plain MQTT on loopback. */
+  private localBrokerUrl(): string {
+    if (this.options.localBrokerUrl) return this.options.localBrokerUrl;
+    const { protocol, hostname } = new URL(this.brokerUrl);
+    if (protocol === 'mqtt:' && ['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) return this.brokerUrl;
+    throw new Error(`--platform standalone needs a local MQTT 5 broker for the heartbeats (--local-broker mqtt://127.0.0.1:port): ${this.brokerUrl} is not plain MQTT on this machine`);
+  }
+
+  /** Standalone: the four bundles as plain processes, StreamBuffer first, as systemd would order them. */
+  private async startDevice(): Promise<void> {
+    mkdirSync(this.paths.deviceLogs, { recursive: true });
+    mkdirSync(join(this.paths.device, 'var'), { recursive: true });
+    for (const name of STANDALONE_ORDER) {
+      this.startComponent(name);
+      if (name === STREAM_BUFFER) {
+        const buffer = this.device.get(STREAM_BUFFER)!;
+        await waitUntil('StreamBuffer to create the stream store', () => existsSync(this.paths.store), 30_000, () => buffer.child?.exitCode !== null && buffer.child?.exitCode !== undefined);
+      }
+    }
+    this.store = await openStoreWhenHealthy(this.paths.store, this.options.logger);
+  }
+
+  /** Standalone: starts (or starts again) one component process; it is restarted if it exits on its own. */
+  startComponent(componentName: string): void {
+    const entry = this.device.get(componentName) ?? { componentName, restarts: 0, held: false };
+    this.device.set(componentName, entry);
+    if (entry.child && entry.child.exitCode === null && entry.child.signalCode === null) return;
+    entry.held = false;
+    const logFile = join(this.paths.deviceLogs, `${componentName}.log`);
+    const child = spawn(process.execPath, [join(PROJECT_ROOT, 'build', 'artifacts', componentName, 'main.js')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: this.paths.device,
+      env: {
+        ...process.env,
+        ...this.options.runtimeEnv,
+        AWS_IOT_THING_NAME: this.options.thingName,
+        STORE_PATH: this.paths.store,
+        [STANDALONE_ENV]: this.paths.deviceConfig,
+      },
+    });
+    const out = createWriteStream(logFile, { flags: 'a' });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    entry.child = child;
+    child.once('exit', (code, signal) => {
+      if (entry.held || this.phase === 'stopping' || this.phase === 'done') return;
+      this.options.logger.error(`${componentName} exited; restarting it`, { code, signal, log: logFile, inMs: STANDALONE_RESTART_DELAY_MS });
+      entry.restarts += 1;
+      entry.restartTimer = setTimeout(() => {
+        if (!entry.held && this.phase !== 'stopping' && this.phase !== 'done') this.startComponent(componentName);
+      }, STANDALONE_RESTART_DELAY_MS);
+    });
+  }
+
+  /** Standalone: SIGKILLs one component and leaves it down (until startComponent). Returns its pid. */
+  killComponent(componentName: string): number | undefined {
+    const entry = this.device.get(componentName);
+    if (!entry?.child) return undefined;
+    entry.held = true;
+    if (entry.restartTimer) clearTimeout(entry.restartTimer);
+    entry.child.kill('SIGKILL');
+    return entry.child.pid;
+  }
+
+  /** Standalone: SIGTERM, as systemctl stop; the component finishes its work and exits. Left down. */
+  async stopComponent(componentName: string, timeoutMs = 60_000): Promise<void> {
+    const entry = this.device.get(componentName);
+    if (!entry) return;
+    entry.held = true;
+    if (entry.restartTimer) clearTimeout(entry.restartTimer);
+    await stopProcess(entry.child, timeoutMs);
   }
 
   /**
@@ -219,7 +369,16 @@ export class Pipeline {
    * runtime's IoT bridge already uses: two connections with one id would take each other's session.
    */
   private mqtt5TransportConfig(): Record<string, unknown> {
-    return { type: 'mqtt5', brokerUrl: this.options.deviceBrokerUrl ?? this.brokerUrl, clientId: `${this.options.thingName}-publisher`, minReconnectDelayMs: 200, maxReconnectDelayMs: 5000 };
+    const brokerUrl = this.options.deviceBrokerUrl ?? this.brokerUrl;
+    return {
+      type: 'mqtt5',
+      brokerUrl,
+      clientId: `${this.options.thingName}-publisher`,
+      minReconnectDelayMs: 200,
+      maxReconnectDelayMs: 5000,
+      ...this.tlsFor(brokerUrl),
+      ...(this.options.willDelaySec !== undefined ? { willDelaySec: this.options.willDelaySec } : {}),
+    };
   }
 
   /** The cloud ingest process; it keeps its archive and broker session across restarts. */
@@ -233,6 +392,7 @@ export class Pipeline {
       ...(this.options.s3Region ? ['--s3-region', this.options.s3Region] : []),
       '--health-interval-ms',
       String(DEMO_HEALTH_INTERVAL_MS),
+      ...this.tlsArgs(this.brokerUrl),
       ...(this.options.ingestArgs ?? []),
     ]);
   }
@@ -243,6 +403,12 @@ export class Pipeline {
 
   /** Every device process at once, as a power cut would: the runtime and each component's process group. */
   powerCut(): number[] {
+    if (this.options.platform === 'standalone') {
+      const killed = [...this.device.keys()].map((name) => this.killComponent(name)).filter((pid): pid is number => pid !== undefined);
+      // As after a real power cut, the device comes back: systemd starts every unit again.
+      for (const name of STANDALONE_ORDER) setTimeout(() => this.startComponent(name), STANDALONE_RESTART_DELAY_MS);
+      return killed;
+    }
     const pids = Object.values(this.runtimeStatus()?.components ?? {})
       .map((c) => c.pid)
       .filter((pid): pid is number => pid !== undefined);
@@ -268,6 +434,7 @@ export class Pipeline {
         '--artifacts', join(PROJECT_ROOT, 'build/artifacts'),
         '--thing', this.options.thingName,
         '--broker', this.options.deviceBrokerUrl ?? this.brokerUrl,
+        ...this.tlsArgs(this.options.deviceBrokerUrl ?? this.brokerUrl),
         '--config', this.paths.config,
         ...(this.options.runtimeArgs ?? []),
       ],
@@ -287,6 +454,7 @@ export class Pipeline {
 
   /** Greengrass CLI style: StopComponent makes the acquisition flush what it sampled and exit. */
   private async stopSampling(): Promise<void> {
+    if (this.options.platform === 'standalone') return this.stopComponent(SENSOR_ACQUISITION);
     await this.cli!.stopComponent(SENSOR_ACQUISITION);
   }
 
@@ -307,6 +475,7 @@ export class Pipeline {
     await this.cli?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);
     // Device first, so nothing publishes into a cloud that is going away; then the cloud.
+    for (const name of [...STANDALONE_ORDER].reverse()) await this.stopComponent(name);
     await stopProcess(this.runtime, 60_000);
     await stopProcess(this.ingest, 15_000);
     await this.broker?.close();
@@ -350,6 +519,7 @@ export class Pipeline {
   }
 
   private restarts(): Record<string, number> {
+    if (this.options.platform === 'standalone') return Object.fromEntries([...this.device.values()].map((p) => [p.componentName, p.restarts]));
     const status = this.runtimeStatus();
     return Object.fromEntries(Object.entries(status?.components ?? {}).map(([name, c]) => [name, c.restarts]));
   }
@@ -435,6 +605,11 @@ export class Pipeline {
     });
     return child;
   }
+}
+
+/** com.elevator.MqttPublisher -> MqttPublisher: the component's own name, and its configuration file's. */
+function shortName(componentName: string): string {
+  return componentName.split('.').pop()!;
 }
 
 function killGroup(pid: number): void {

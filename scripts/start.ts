@@ -1,8 +1,10 @@
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../components/shared/logger';
 import { Pipeline, parseDuration, type Progress } from './pipeline';
 
-// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--transport ipc|mqtt5] [--time-scale N] [--resume] [--view-port 8080|0|off]
+// npm start [-- --duration 20s] [--json] [--thing NAME] [--root DIR] [--broker URL] [--transport ipc|mqtt5] [--platform greengrass|standalone]
+//   [--local-broker URL] [--cert FILE --key FILE] [--ca FILE] [--time-scale N] [--resume] [--view-port 8080|0|off]
 const { values } = parseArgs({
   options: {
     duration: { type: 'string' },
@@ -11,7 +13,16 @@ const { values } = parseArgs({
     root: { type: 'string', default: '.local/run' },
     broker: { type: 'string' },
     // MqttPublisher's data path: through the runtime's IoT bridge (ipc) or its own MQTT 5 connection to --broker (mqtt5).
-    transport: { type: 'string', default: 'ipc' },
+    // Default: ipc under the runtime, mqtt5 standalone (the only one there).
+    transport: { type: 'string' },
+    // greengrass: the components under the local runtime. standalone: plain processes, no runtime (docs/RUN-WITHOUT-GREENGRASS.md).
+    platform: { type: 'string', default: 'greengrass' },
+    // Standalone: the device's local bus (heartbeats); default --broker when that is plain MQTT on this machine.
+    'local-broker': { type: 'string' },
+    // With an mqtts:// --broker: the client certificate, its key, and the CA that signed the broker's certificate.
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    ca: { type: 'string' },
     'time-scale': { type: 'string', default: '10' },
     'drain-timeout': { type: 'string', default: '120s' },
     resume: { type: 'boolean', default: false },
@@ -39,9 +50,24 @@ function parseViewPort(text: string): number | undefined {
   return port;
 }
 
-function parseTransport(text: string): 'ipc' | 'mqtt5' {
+function parseTransport(text: string | undefined, platform: 'greengrass' | 'standalone'): 'ipc' | 'mqtt5' {
+  if (text === undefined) return platform === 'standalone' ? 'mqtt5' : 'ipc';
   if (text !== 'ipc' && text !== 'mqtt5') throw new Error(`--transport must be ipc or mqtt5, got "${text}"`);
   return text;
+}
+
+function parsePlatform(text: string): 'greengrass' | 'standalone' {
+  if (text !== 'greengrass' && text !== 'standalone') throw new Error(`--platform must be greengrass or standalone, got "${text}"`);
+  return text;
+}
+
+/** --cert/--key/--ca only make sense for an mqtts:// --broker; the pair must be complete. */
+function parseTls(broker: string | undefined): { certPath?: string; keyPath?: string; caPath?: string } | undefined {
+  const { cert, key, ca } = values;
+  if (cert === undefined && key === undefined && ca === undefined) return undefined;
+  if (!broker?.startsWith('mqtts://')) throw new Error(`--cert, --key and --ca go with an mqtts:// --broker, got ${broker ? `"${broker}"` : 'none'}`);
+  if ((cert === undefined) !== (key === undefined)) throw new Error('--cert and --key go together (mutual TLS needs both)');
+  return { certPath: cert && resolve(cert), keyPath: key && resolve(key), caPath: ca && resolve(ca) };
 }
 
 /** s3://<bucket>[/<prefix>] or nothing (the run's folder); --endpoint and --region only go with it. */
@@ -55,13 +81,17 @@ function parseArchive(text: string | undefined, s3Flag: string | undefined): str
 }
 
 async function main(): Promise<number> {
+  const platform = parsePlatform(values.platform!);
   const pipeline = new Pipeline({
     root: values.root!,
     thingName: values.thing!,
     durationMs: values.duration ? parseDuration(values.duration) : undefined,
     drainTimeoutMs: parseDuration(values['drain-timeout']!),
     brokerUrl: values.broker,
-    publisherTransport: parseTransport(values.transport!),
+    publisherTransport: parseTransport(values.transport, platform),
+    platform,
+    localBrokerUrl: values['local-broker'],
+    brokerTls: parseTls(values.broker),
     archiveUrl: parseArchive(values.archive, values.endpoint ?? values.region),
     s3Endpoint: values.endpoint,
     s3Region: values.region,
@@ -93,7 +123,7 @@ async function main(): Promise<number> {
         `dropped by retention ${summary.droppedByRetention}, rejected at the cloud ${summary.rejectedAtCloud}, quarantined on the device ${summary.quarantinedOnDevice}, invalid at the cloud ${summary.invalidAtCloud}, drained: ${summary.drained}`,
         ...summary.streams.map((s) => `  ${s.stream.padEnd(12)} produced ${s.produced}  archived ${s.archived}  watermark ${s.watermark}  missing ${s.missing}`),
         ...Object.entries(summary.health).map(([device, health]) => `  health of ${device}: ${health ? `${health.status}${health.reasons.length > 0 ? ` (${health.reasons.join('; ')})` : ''}` : 'none received'}`),
-        `logs and data: ${values.root}`,
+        `logs and data: ${values.root}${platform === 'standalone' ? ' (device configuration in device/etc, component logs in device/logs)' : ''}`,
         '',
       ].join('\n'),
     );

@@ -14,6 +14,8 @@ export type TransportConfig =
       type: 'mqtt5';
       /** Default: the thing name (AWS_IOT_THING_NAME), which is what an IoT Core policy usually allows. */
       clientId?: string;
+      /** Delay before the broker publishes the connection's "offline" last will (device-status.ts, DEFAULT_WILL_DELAY_SEC). */
+      willDelaySec?: number;
     } & Pick<
       Mqtt5TransportOptions,
       'brokerUrl' | 'certPath' | 'keyPath' | 'caPath' | 'keepAliveSec' | 'sessionExpirySec' | 'minReconnectDelayMs' | 'maxReconnectDelayMs' | 'maxQueuedPublishes' | 'ackTimeoutSec'
@@ -49,6 +51,8 @@ const transportSchema = {
     // AWS IoT Core allows 100 unacknowledged QoS 1 publishes per connection.
     maxQueuedPublishes: { type: 'integer', minimum: 1, maximum: 100 },
     ackTimeoutSec: { type: 'integer', minimum: 5, maximum: 3600 },
+    // MQTT 5 Will Delay Interval (MQTT 5.0, 3.1.3.2.2); a day is far past any outage worth hiding.
+    willDelaySec: { type: 'integer', minimum: 0, maximum: 86400 },
   },
   // The MQTT 5 fields mean nothing over IPC: refusing them there catches a half-edited deployment.
   if: { properties: { type: { const: 'mqtt5' } } },

@@ -1,9 +1,10 @@
 import { sleep } from '../shared/backoff';
 import { runComponent } from '../shared/component';
-import type { GreengrassIpc } from '../shared/ipc';
 import { errorMessage, type Logger } from '../shared/logger';
+import { STANDALONE_ENV, type Platform } from '../shared/platform';
 import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
 import { mqttPublisherConfigSchema, type MqttPublisherConfig, type TransportConfig } from './config';
+import { DEFAULT_WILL_DELAY_SEC, deviceStatusOptions } from './device-status';
 import { IpcTransport } from './ipc-transport';
 import { Mqtt5Transport } from './mqtt5-transport';
 import { Publisher } from './publisher';
@@ -24,13 +25,26 @@ interface BuiltTransport {
   close(): Promise<void>;
 }
 
-function buildTransport(config: TransportConfig, ipc: GreengrassIpc, thingName: string, logger: Logger): BuiltTransport {
+/** Checked before the store is opened, so a device without a nucleus hears about it at once. */
+function checkTransportPlatform(config: TransportConfig, platform: Platform): void {
+  if (config.type === 'ipc' && !platform.ipc) {
+    throw new Error(
+      `transport.type "ipc" publishes through the Greengrass nucleus, and there is none (${STANDALONE_ENV} is set): set transport.type "mqtt5" with brokerUrl and the certificate paths in ${platform.configurationSource ?? 'the configuration'}`,
+    );
+  }
+}
+
+function buildTransport(config: TransportConfig, platform: Platform, thingName: string, logger: Logger): BuiltTransport {
   if (config.type === 'ipc') {
-    const transport = new IpcTransport(ipc);
+    checkTransportPlatform(config, platform);
+    const transport = new IpcTransport(platform.ipc!);
     return { transport, metrics: () => ({ transport: transport.name }), close: () => transport.close() };
   }
-  const { type: _type, ...options } = config;
-  const transport = new Mqtt5Transport({ ...options, clientId: options.clientId ?? thingName, logger });
+  const { type: _type, willDelaySec, ...options } = config;
+  const clientId = options.clientId ?? thingName;
+  // The connection is the device's status source: online on connect, its will offline (device-status.ts).
+  const status = deviceStatusOptions(thingName, clientId, willDelaySec ?? DEFAULT_WILL_DELAY_SEC);
+  const transport = new Mqtt5Transport({ ...options, ...status, clientId, logger });
   transport.start();
   // Not awaited: an offline device still starts, and its records wait in the store.
   transport.waitConnected(CONNECT_WARNING_AFTER_MS).catch((error) => logger.warn('MQTT 5: not connected yet; records wait in the store and the client keeps trying', { error: errorMessage(error) }));
@@ -41,14 +55,15 @@ function buildTransport(config: TransportConfig, ipc: GreengrassIpc, thingName: 
   };
 }
 
-// Wiring only: store -> publisher -> transport (IPC or MQTT 5, per configuration); acks come back on the same transport.
+// Wiring only: store -> publisher -> transport (IPC or MQTT 5, per configuration; MQTT 5 only without Greengrass); acks come back on the same transport.
 void runComponent<MqttPublisherConfig>({
   name: 'MqttPublisher',
   configSchema: mqttPublisherConfigSchema,
   heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
-  async start({ config, logger, thingName, ipc }) {
+  async start({ config, logger, thingName, platform }) {
+    checkTransportPlatform(config.transport, platform);
     const store = await openStoreWhenHealthy(storePathFromEnv(), logger);
-    const path = buildTransport(config.transport, ipc, thingName, logger);
+    const path = buildTransport(config.transport, platform, thingName, logger);
     logger.info('publish path', { transport: path.transport.name, ...(config.transport.type === 'mqtt5' ? { broker: config.transport.brokerUrl } : {}) });
     const publisher = new Publisher(store, path.transport, thingName, config, logger);
     await publisher.start();

@@ -13,7 +13,11 @@
  *   disconnect is never answered at once) plus full jitter that doubles per disconnect; both reset
  *   only after minConnectedTimeToResetReconnectDelayMs connected.
  * - Last will on a status topic with a will delay: a crash or a lost link announces itself, a
- *   blip shorter than the delay does not.
+ *   blip shorter than the delay does not (MQTT 5.0, 3.1.3.2.2: a reconnect within the delay
+ *   cancels the will). With `announce`, every successful connection publishes an "online"
+ *   status (QoS 1, retained) on the same topic, so the retained value is the current state and a
+ *   will's "offline" is replaced by the next "online"; close() publishes a "stopped" status before
+ *   its DISCONNECT, because a normal DISCONNECT discards the will (MQTT 5.0, 3.1.2.5).
  * - Session taken over (DISCONNECT 0x8E: another client connected with this client id): logged as
  *   an error and counted; the transport stops and tries again only after a cool-down that doubles
  *   with each takeover, so two devices sharing an id do not kick each other off in a loop.
@@ -45,8 +49,10 @@ export interface Mqtt5TransportOptions {
   minReconnectDelayMs?: number;
   maxReconnectDelayMs?: number;
   minConnectedTimeToResetReconnectDelayMs?: number;
-  /** Published by the broker when the connection is lost without a DISCONNECT, after willDelaySec. */
-  will?: { topic: string; payload: string; delaySec: number };
+  /** Published by the broker when the connection is lost without a DISCONNECT, after delaySec (QoS 1). */
+  will?: { topic: string; payload: string; delaySec: number; retain?: boolean };
+  /** Status published (QoS 1, retained) after every successful connection, and before close()'s DISCONNECT. */
+  announce?: { topic: string; online: () => string; stopped: () => string };
   /** Publishes waiting for a PUBACK or a connection beyond which publish() is back-pressure. */
   maxQueuedPublishes?: number;
   /** A publish without a PUBACK after this long fails (the publisher resends later). */
@@ -68,6 +74,8 @@ export const MQTT5_DEFAULTS = {
 } as const;
 
 const MAX_TAKEOVER_COOLDOWN_MS = 10 * 60_000;
+/** How long close() waits for the PUBACK of its "stopped" status before it disconnects anyway. */
+const STATUS_ON_CLOSE_TIMEOUT_MS = 2_000;
 /** MQTT 5 DISCONNECT reason "Session taken over" (MQTT 5.0, 3.14.2.1). */
 const SESSION_TAKEN_OVER = 0x8e;
 
@@ -82,6 +90,8 @@ export interface Mqtt5Counters {
   publishBackpressure: number;
   publishFailures: number;
   messagesReceived: number;
+  statusPublished: number;
+  statusPublishFailures: number;
 }
 
 export function parseBrokerUrl(url: string): { tls: boolean; host: string; port: number } {
@@ -105,6 +115,8 @@ export class Mqtt5Transport implements Transport {
     publishBackpressure: 0,
     publishFailures: 0,
     messagesReceived: 0,
+    statusPublished: 0,
+    statusPublishFailures: 0,
   };
   private readonly client: mqtt5.Mqtt5Client;
   private readonly subscriptions = new Map<string, (topic: string, payload: Buffer) => void>();
@@ -211,6 +223,10 @@ export class Mqtt5Transport implements Transport {
     if (this.closed) return;
     this.closed = true;
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
+    if (this.running && this.connected && this.options.announce) {
+      // Bounded: a link that died a moment ago must not hold up the shutdown.
+      await Promise.race([this.publishStatus(this.options.announce.stopped(), 'stopped'), new Promise((resolve) => setTimeout(resolve, STATUS_ON_CLOSE_TIMEOUT_MS).unref())]);
+    }
     if (this.running) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 5000);
@@ -229,6 +245,21 @@ export class Mqtt5Transport implements Transport {
     this.pendingPublishes.clear();
     this.client.close();
     for (const waiter of this.connectedWaiters.splice(0)) waiter(new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} closed before it connected`, 'connection'));
+  }
+
+  /** A status announcement: QoS 1 and retained, outside the queue bound of data publishes. */
+  private async publishStatus(payload: string, what: string): Promise<void> {
+    const announce = this.options.announce!;
+    try {
+      const result = await this.client.publish({ topicName: announce.topic, payload: Buffer.from(payload), qos: mqtt5.QoS.AtLeastOnce, retain: true });
+      const reason = result?.reasonCode;
+      if (reason !== undefined && !mqtt5.isSuccessfulPubackReasonCode(reason)) throw new Error(`PUBACK reason ${reason}${result?.reasonString ? ` (${result.reasonString})` : ''}`);
+      this.counters.statusPublished += 1;
+      this.options.logger.info('MQTT 5: device status published', { topic: announce.topic, status: what });
+    } catch (error) {
+      this.counters.statusPublishFailures += 1;
+      this.options.logger.warn('MQTT 5: device status not published', { topic: announce.topic, status: what, error: errorMessage(error) });
+    }
   }
 
   private async sendSubscribe(filters: string[]): Promise<void> {
@@ -258,7 +289,7 @@ export class Mqtt5Transport implements Transport {
         keepAliveIntervalSeconds: o.keepAliveSec,
         sessionExpiryIntervalSeconds: o.sessionExpirySec,
         ...(o.will
-          ? { willDelayIntervalSeconds: o.will.delaySec, will: { topicName: o.will.topic, payload: Buffer.from(o.will.payload), qos: mqtt5.QoS.AtLeastOnce, retain: false } }
+          ? { willDelayIntervalSeconds: o.will.delaySec, will: { topicName: o.will.topic, payload: Buffer.from(o.will.payload), qos: mqtt5.QoS.AtLeastOnce, retain: o.will.retain ?? false } }
           : {}),
       },
     };
@@ -285,6 +316,7 @@ export class Mqtt5Transport implements Transport {
       if (resumed) this.counters.sessionsResumed += 1;
       log.info('MQTT 5: connected', { broker: url, sessionPresent: resumed, keepAliveSec: event.settings.serverKeepAlive });
       for (const waiter of this.connectedWaiters.splice(0)) waiter();
+      if (this.options.announce) void this.publishStatus(this.options.announce.online(), 'online');
       // The broker kept the session (and our subscriptions) unless it says otherwise.
       if (!resumed && this.subscriptions.size > 0 && this.counters.connectionSuccess > 1) {
         this.counters.resubscribes += 1;

@@ -1,27 +1,30 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { HeartbeatFigures } from './heartbeat-metrics';
-import { Backoff, sleep } from './backoff';
-import { GreengrassIpc, describeIpcError } from './ipc';
+import { describeIpcError } from './ipc';
 import { createLogger, errorMessage, type Logger } from './logger';
+import { connectPlatform, type Platform } from './platform';
 import { heartbeatTopic } from './topics';
 import { compileValidator } from './validation';
-import { componentSettings, DeploymentHooks, NO_DEFERRAL, type LiveConfigurable, type UpdateDeferral } from './deployment-hooks';
+import { componentSettings, NO_DEFERRAL, type LiveConfigurable, type UpdateDeferral } from './deployment-hooks';
+
+export { retryIpc } from './platform-ipc';
 
 /**
- * What every component's main.ts shares: the Greengrass conventions from the brief.
- * - configuration comes from GetConfiguration and is validated (ajv, defaults applied); an invalid
- *   configuration is unrecoverable, so the process exits non-zero and the nucleus decides;
+ * What every component's main.ts shares: the Greengrass conventions from the brief, on whichever
+ * platform the process runs (platform.ts: Greengrass IPC, or standalone without a nucleus).
+ * - configuration is read and validated (ajv, defaults applied); an invalid configuration is
+ *   unrecoverable, so the process exits non-zero and the nucleus (or systemd) decides;
  * - the component reports RUNNING once its parts have started;
  * - it publishes a heartbeat on local pub/sub every heartbeatIntervalMs;
- * - SIGTERM/SIGINT finish in-flight work, close IPC, then process.exit (aws-crt can keep the
- *   event loop alive forever);
+ * - SIGTERM/SIGINT finish in-flight work, close the platform, then process.exit (aws-crt can keep
+ *   the event loop alive forever);
  * - an unexpected error is logged and ends the process with a non-zero code.
  */
 export interface ComponentContext<C> {
   name: string;
   thingName: string;
   config: C;
-  ipc: GreengrassIpc;
+  platform: Platform;
   logger: Logger;
 }
 
@@ -33,7 +36,7 @@ export interface RunningComponent<C = unknown> extends LiveConfigurable<C> {
 }
 
 export interface ComponentDefinition<C extends { logLevel?: string }> {
-  /** Short name used in logs and heartbeat topics, e.g. "MqttPublisher". */
+  /** Short name used in logs and heartbeat topics, e.g. "MqttPublisher"; standalone, also its configuration file's name. */
   name: string;
   configSchema: object;
   heartbeatIntervalMs: (config: C) => number;
@@ -52,7 +55,7 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 export function thingNameFromEnv(): string {
   const thing = process.env.AWS_IOT_THING_NAME;
-  if (!thing) throw new Error('AWS_IOT_THING_NAME is not set; the nucleus sets it for every component');
+  if (!thing) throw new Error('AWS_IOT_THING_NAME is not set; the nucleus sets it for every component; without Greengrass, set it in the environment (docs/RUN-WITHOUT-GREENGRASS.md)');
   return thing;
 }
 
@@ -62,7 +65,7 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
   let running: RunningComponent<C> | undefined;
-  let ipc: GreengrassIpc | undefined;
+  let platform: Platform | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -73,7 +76,7 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
     if (heartbeat) clearInterval(heartbeat);
     try {
       await running?.stop();
-      await ipc?.close();
+      await platform?.close();
       logger.info('stopped cleanly');
       process.exit(0);
     } catch (error) {
@@ -86,11 +89,11 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
 
   try {
     thingNameFromEnv();
-    ipc = await GreengrassIpc.connect({ logger });
-    let config = await readConfiguration<C>(ipc, definition.configSchema, logger);
+    platform = await connectPlatform({ component: definition.name, thingName, logger });
+    const on = platform;
+    let config = await readConfiguration<C>(on, definition.configSchema);
     if (config.logLevel) logger.level = config.logLevel;
-    const hooks = new DeploymentHooks<C>({
-      ipc,
+    const watch = on.configurationWatch<C>({
       logger,
       schema: definition.configSchema,
       current: () => config,
@@ -103,16 +106,16 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
         deferUpdate: () => (running ? (running.deferUpdate?.() ?? NO_DEFERRAL) : WHILE_STARTING),
       },
     });
-    await hooks.watchUpdates();
-    running = await definition.start({ name: definition.name, thingName, config, ipc, logger });
-    await hooks.watchConfiguration();
-    await retryIpc(() => ipc!.updateState('RUNNING'), 'UpdateState RUNNING', logger);
+    await watch.watchUpdates();
+    running = await definition.start({ name: definition.name, thingName, config, platform: on, logger });
+    await watch.watchConfiguration();
+    await on.updateState('RUNNING');
     const started = Date.now();
     const topic = heartbeatTopic(definition.name);
     const figures = new HeartbeatFigures();
     const beat = async (): Promise<void> => {
-      const own = { ...(await running!.metrics()), ...hooks.metrics };
-      const metrics = { ...own, ...figures.common(own, ipc!.counters, Date.now()) };
+      const own = { ...(await running!.metrics()), ...watch.metrics, ...on.metrics };
+      const metrics = { ...own, ...figures.common(own, on.counters, Date.now()) };
       const message = {
         component: definition.name,
         time: new Date().toISOString(),
@@ -120,13 +123,13 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
         metrics: { ...metrics, eventLoopLagMs: Math.round(loopDelay.percentile(99) / 1e6), rssBytes: process.memoryUsage.rss() },
       };
       loopDelay.reset();
-      await ipc!.publishToTopic(topic, message);
+      await on.publishLocal(topic, message);
     };
     heartbeat = setInterval(() => {
       beat().catch((error) => logger.warn('heartbeat not published', { error: describeIpcError(error) }));
     }, definition.heartbeatIntervalMs(config));
     void beat().catch(() => undefined);
-    logger.info('running', { config });
+    logger.info('running', { platform: on.kind, config });
   } catch (error) {
     logger.error('component failed to start', { error: errorMessage(error), stack: (error as Error)?.stack });
     await running?.stop().catch(() => undefined);
@@ -134,25 +137,10 @@ export async function runComponent<C extends { logLevel?: string }>(definition: 
   }
 }
 
-/** GetConfiguration, validated; an invalid value names its field and ends the process (exit 1). */
-async function readConfiguration<C>(ipc: GreengrassIpc, schema: object, logger: Logger): Promise<C> {
-  const raw = await retryIpc(() => ipc.getConfiguration([]), 'GetConfiguration', logger);
+/** The platform's configuration, validated; an invalid value names its field and ends the process (exit 1). */
+async function readConfiguration<C>(platform: Platform, schema: object): Promise<C> {
+  const raw = await platform.readConfiguration();
   const checked = compileValidator<C>(schema)(componentSettings(raw));
-  if (!checked.ok) throw new Error(`invalid configuration: ${checked.reason}`);
+  if (!checked.ok) throw new Error(`invalid configuration${platform.configurationSource ? ` in ${platform.configurationSource}` : ''}: ${checked.reason}`);
   return checked.value;
-}
-
-/** An IPC call that fails because the nucleus is busy or restarting is retried, not fatal. */
-export async function retryIpc<T>(call: () => Promise<T>, what: string, logger: Logger, attempts = 8): Promise<T> {
-  const backoff = new Backoff(200, 5_000);
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await call();
-    } catch (error) {
-      if (attempt >= attempts) throw new Error(`${what} failed ${attempts} times: ${describeIpcError(error)}`);
-      const delay = backoff.nextDelayMs();
-      logger.warn('IPC call failed; retrying', { call: what, attempt, delayMs: delay, error: describeIpcError(error) });
-      await sleep(delay);
-    }
-  }
 }

@@ -405,3 +405,29 @@ export interface RunV1 {
     stuckSignals: ('positionM' | 'velocityMps' | 'doorOpening' | 'currentA' | 'temperatureC' | 'vibrationMmS')[];
   };
 }
+
+/**
+ * Published retained by MqttPublisher's MQTT 5 connection on dt/<app>/<thing>/status: online after every connection, offline before a clean stop, and offline as the connection's last will when the broker loses it.
+ */
+export interface StatusV1 {
+  schema: 'elevator.status/1';
+  device: string;
+  /**
+   * online: the MQTT 5 connection is up; offline: it is down (stopped, or lost for longer than willDelaySec).
+   */
+  status: 'online' | 'offline';
+  /**
+   * connected goes with online; stopped is a clean shutdown; connection-lost is the last will.
+   */
+  reason: 'connected' | 'stopped' | 'connection-lost';
+  clientId: string;
+  /**
+   * When the publisher set up this connection (and its will). Orders statuses across restarts: one with an older startedAt than the last one seen is stale.
+   */
+  startedAt: string;
+  /**
+   * When the device wrote the message. A will is written when the connection is set up, so its time is startedAt; the broker sends it willDelaySec after the link is lost.
+   */
+  time: string;
+  willDelaySec: number;
+}

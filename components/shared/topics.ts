@@ -19,7 +19,9 @@ export function commandTopic(thing: string, kind: 'ack' | 'backfill', app = APP)
 export const HEALTH_STREAM = 'health';
 export const LOSS_STREAM = 'loss';
 export const EPOCH_STREAM = 'epoch';
-export const RESERVED_STREAMS: readonly string[] = [HEALTH_STREAM, LOSS_STREAM, EPOCH_STREAM];
+/** Device status (online/offline): MqttPublisher's retained announcements and its MQTT 5 last will. */
+export const STATUS_STREAM = 'status';
+export const RESERVED_STREAMS: readonly string[] = [HEALTH_STREAM, LOSS_STREAM, EPOCH_STREAM, STATUS_STREAM];
 
 export function healthTopic(thing: string, app = APP): string {
   return dataTopic(thing, HEALTH_STREAM, app);
@@ -31,6 +33,20 @@ export function lossTopic(thing: string, app = APP): string {
 
 export function epochTopic(thing: string, app = APP): string {
   return dataTopic(thing, EPOCH_STREAM, app);
+}
+
+export function statusTopic(thing: string, app = APP): string {
+  return dataTopic(thing, STATUS_STREAM, app);
+}
+
+/**
+ * AWS IoT Device Shadow MQTT topics: $aws/things/<thing>/shadow/name/<shadow>/<operation> for a
+ * named shadow, $aws/things/<thing>/shadow/<operation> for the classic one (shadowName "").
+ * Reserved $aws topics do not count against the 7-slash limit, but the 256-byte one holds.
+ */
+export function shadowTopic(thing: string, shadowName: string, operation: 'update' | 'update/accepted' | 'update/rejected'): string {
+  const base = shadowName === '' ? `$aws/things/${thing}/shadow` : `$aws/things/${thing}/shadow/name/${shadowName}`;
+  return checkedTopic(`${base}/${operation}`);
 }
 
 /** Local (Greengrass pub/sub) topic on which each component publishes its heartbeat. */
