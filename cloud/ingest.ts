@@ -14,7 +14,8 @@ import {
   type WireRecord,
 } from '../components/shared/envelope';
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
-import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
+import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, STATUS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
+import { DeviceStatusBook } from './device-status';
 import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
 import { EPOCHS_PREFIX, epochKey, gapKey, HEALTH_PREFIX, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
@@ -141,6 +142,8 @@ export interface IngestStats {
   devicesSkewed: string[];
   /** Fleet status messages (Greengrass nucleus, component states) stored under fleet-status/. */
   fleetStatusStored: number;
+  /** Device status messages (online, and the publisher's last will): see cloud/device-status.ts. */
+  deviceStatus: DeviceStatusBook['counters'];
 }
 
 export type IngestStatsWithAlerts = IngestStats & AlertStats;
@@ -207,13 +210,14 @@ export class CloudIngest {
 
   readonly alerts: AlertManager;
   private readonly healthMonitor: HealthMonitor;
+  readonly deviceStatus: DeviceStatusBook;
   private readonly permanentGapHoldMs: number;
   private readonly alertCheckIntervalMs: number;
   private alertTimer: NodeJS.Timeout | undefined;
   /** Per device: every component's last known state, so a PARTIAL message can be merged. */
   private readonly componentStates = new Map<string, Record<string, KnownComponentState>>();
 
-  private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected' | 'invalidRecords' | 'devicesSkewed'> = {
+  private readonly counters: Omit<IngestStats, 'inFlight' | 'rejected' | 'invalidRecords' | 'devicesSkewed' | 'deviceStatus'> = {
     fleetStatusStored: 0,
     deviceQuarantined: 0,
     clockSkewFlags: 0,
@@ -280,6 +284,7 @@ export class CloudIngest {
       staleAfterIntervals: options.staleAfterIntervals,
       backlogGrowingMs: options.backlogGrowingMs,
     });
+    this.deviceStatus = new DeviceStatusBook({ archive: this.archive, logger: this.logger, withRetries: (call) => this.withRetries(call) });
     this.permanentGapHoldMs = nonNegative('permanentGapHoldMs', options.permanentGapHoldMs ?? DEFAULT_PERMANENT_GAP_HOLD_MS);
     this.gaps = new GapTracker({
       alerts: this.alerts,
@@ -393,6 +398,7 @@ export class CloudIngest {
       rejected: Object.fromEntries(this.rejectedByReason),
       invalidRecords: Object.fromEntries(this.invalidByStream),
       devicesSkewed: [...this.skewedDevices].sort(),
+      deviceStatus: { ...this.deviceStatus.counters },
       inFlight: this.inFlight,
     };
   }
@@ -473,6 +479,7 @@ export class CloudIngest {
     if (parsed.stream === HEALTH_STREAM) return this.storeHealth(topic, parsed.thing, payload, receivedAt);
     if (parsed.stream === LOSS_STREAM) return this.recordLoss(topic, parsed.thing, payload, receivedAt);
     if (parsed.stream === EPOCH_STREAM) return this.recordEpoch(topic, parsed.thing, payload, receivedAt);
+    if (parsed.stream === STATUS_STREAM) return this.storeDeviceStatus(topic, parsed.thing, payload, receivedAt);
 
     const json = parseJson(payload);
     if (!json.ok) return this.reject(topic, payload, receivedAt, json.reason);
@@ -598,6 +605,11 @@ export class CloudIngest {
       // Not only when skewedDevices had it: an alert restored after a restart must clear too.
       this.alerts.clear(alertId('clock-skew', envelope.device), `The clock of ${envelope.device} is back within ${this.maxClockSkewMs / 1000} s of the cloud's.`, { skewMs });
     }
+  }
+
+  private async storeDeviceStatus(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
+    const outcome = await this.deviceStatus.accept(device, payload, receivedAt);
+    if (!outcome.ok) return this.reject(topic, payload, receivedAt, outcome.reason);
   }
 
   private async storeHealth(topic: string, device: string, payload: Buffer, receivedAt: Date): Promise<void> {
