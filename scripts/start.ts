@@ -16,7 +16,8 @@ const { values } = parseArgs({
     // Default: ipc under the runtime, mqtt5 standalone (the only one there).
     transport: { type: 'string' },
     // greengrass: the components under the local runtime. standalone: plain processes, no runtime (docs/RUN-WITHOUT-GREENGRASS.md).
-    platform: { type: 'string', default: 'greengrass' },
+    // Default: standalone with --transport mqtt5 (a device that talks MQTT 5 itself has no nucleus), else greengrass.
+    platform: { type: 'string' },
     // Standalone: the device's local bus (heartbeats); default --broker when that is plain MQTT on this machine.
     'local-broker': { type: 'string' },
     // With an mqtts:// --broker: the client certificate, its key, and the CA that signed the broker's certificate.
@@ -81,7 +82,7 @@ function parseArchive(text: string | undefined, s3Flag: string | undefined): str
 }
 
 async function main(): Promise<number> {
-  const platform = parsePlatform(values.platform!);
+  const platform = parsePlatform(values.platform ?? (values.transport === 'mqtt5' ? 'standalone' : 'greengrass'));
   const pipeline = new Pipeline({
     root: values.root!,
     thingName: values.thing!,
