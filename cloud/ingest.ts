@@ -8,6 +8,7 @@ import {
   checkEnvelope,
   checkEpochReport,
   checkLoss,
+  parseEnvelopePayload,
   parseJson,
   type BackfillRequest,
   type Envelope,
@@ -481,7 +482,7 @@ export class CloudIngest {
     if (parsed.stream === EPOCH_STREAM) return this.recordEpoch(topic, parsed.thing, payload, receivedAt);
     if (parsed.stream === STATUS_STREAM) return this.storeDeviceStatus(topic, parsed.thing, payload, receivedAt);
 
-    const json = parseJson(payload);
+    const json = parseEnvelopePayload(payload);
     if (!json.ok) return this.reject(topic, payload, receivedAt, json.reason);
     const checked = checkEnvelope(json.value);
     if (!checked.ok) return this.reject(topic, payload, receivedAt, checked.reason);

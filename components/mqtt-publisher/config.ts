@@ -71,6 +71,12 @@ export const mqttPublisherConfigSchema = {
     // 128 KiB is the AWS IoT Core payload limit and the nucleus's mqtt.maxMessageSizeInBytes default.
     maxEnvelopeBytes: { type: 'integer', minimum: 4096, maximum: 131072, default: 120000 },
     maxRecordsPerEnvelope: { type: 'integer', minimum: 1, maximum: 10000, default: 500 },
+    // gzip: envelopes whose JSON exceeds compressAboveBytes go out compressed (the ingest reads both),
+    // packed up to maxUncompressedEnvelopeBytes of JSON; a backlog then drains several times faster
+    // under IoT Core's 512 KiB/s per connection (docs/PERFORMANCE.md).
+    compression: { enum: ['gzip', 'none'], default: 'gzip' },
+    compressAboveBytes: { type: 'integer', minimum: 0, maximum: 131072, default: 4096 },
+    maxUncompressedEnvelopeBytes: { type: 'integer', minimum: 4096, maximum: 8388608, default: 2097152 },
     idleIntervalMs: { type: 'integer', minimum: 10, maximum: 60000, default: 200 },
     // 0: a record goes out at the next idle tick. At fleet scale, seconds here cut publishes and acks (docs/SCALING.md).
     minEnvelopeIntervalMs: { type: 'integer', minimum: 0, maximum: 3600000, default: 0 },

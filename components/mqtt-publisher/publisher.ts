@@ -1,7 +1,7 @@
 import { Backoff, sleep } from '../shared/backoff';
 import { monotonicMs } from '../shared/monotonic';
 import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
-import { buildEnvelope, checkAck, parseJson, type WireRecord } from '../shared/envelope';
+import { buildEnvelope, checkAck, encodeEnvelopePayload, isGzip, parseJson, type Envelope, type WireRecord } from '../shared/envelope';
 import { errorMessage, type Logger } from '../shared/logger';
 import type { PendingRecord, StreamStore } from '../shared/store';
 import { commandTopic, dataTopic } from '../shared/topics';
@@ -31,6 +31,14 @@ export interface PublisherConfig {
   minEnvelopeIntervalMs?: number;
   /** A sent record not acknowledged after this long is sent again. */
   resendAfterMs: number;
+  /**
+   * gzip (the default): an envelope whose JSON is larger than compressAboveBytes goes out
+   * compressed, and envelopes are packed up to maxUncompressedEnvelopeBytes of JSON as long as the
+   * compressed payload fits maxEnvelopeBytes. none: plain JSON, packed to maxEnvelopeBytes.
+   */
+  compression?: 'gzip' | 'none';
+  compressAboveBytes?: number;
+  maxUncompressedEnvelopeBytes?: number;
   backpressureBaseMs: number;
   backpressureMaxMs: number;
   /** Largest backfill request served, in records (docs/CONTRACTS.md allows the cloud 10,000). */
@@ -59,6 +67,8 @@ export interface PublisherMetrics {
   commandSubscribeFailures: number;
   /** Recorded envelopes that could not be resent with their first range (docs/SCALING.md). */
   envelopesRepacked: number;
+  /** Envelopes sent gzip-compressed (compression: gzip, JSON above compressAboveBytes). */
+  envelopesCompressed: number;
 }
 
 /** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
@@ -67,6 +77,8 @@ const UPDATE_DEFER_STEP_MS = 2000;
 const ENVELOPE_OVERHEAD_BYTES = 1024;
 /** Bytes a record adds around its data: {"seq":..,"time":..,"mono":..,"data":} */
 const RECORD_OVERHEAD_BYTES = 80;
+export const DEFAULT_COMPRESS_ABOVE_BYTES = 4096;
+export const DEFAULT_MAX_UNCOMPRESSED_ENVELOPE_BYTES = 2 * 1024 * 1024;
 
 export class Publisher {
   readonly metrics: PublisherMetrics = {
@@ -85,6 +97,7 @@ export class Publisher {
     lastAckAt: null,
     commandSubscribeFailures: 0,
     envelopesRepacked: 0,
+    envelopesCompressed: 0,
   };
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
@@ -249,7 +262,7 @@ export class Publisher {
       i = j;
       const complete = group.length === envelope.to - envelope.from + 1 && group[0].seq === envelope.from;
       if (!complete && j === pending.length && readWasFull && batches.length > 0) break;
-      if (complete && estimatedBytes(group) <= this.config.maxEnvelopeBytes) {
+      if (complete && estimatedBytes(group) <= this.packingBudget()) {
         batches.push({ records: group, resend: true });
         continue;
       }
@@ -258,7 +271,7 @@ export class Publisher {
         stream,
         envelope,
         present: group.length,
-        reason: complete ? 'larger than maxEnvelopeBytes now' : 'records of it are gone (retention or an ack)',
+        reason: complete ? 'larger than the envelope limits now' : 'records of it are gone (retention or an ack)',
       });
       for (const run of contiguousRuns(group)) for (const chunk of this.pack(run)) batches.push({ records: chunk, resend: true });
     }
@@ -350,21 +363,41 @@ export class Publisher {
     }
   }
 
+  /**
+   * Publishes one planned envelope. Compressed, its size is only known once built: one that does
+   * not fit maxEnvelopeBytes is halved until each part fits (each part then is an envelope of its own).
+   */
   private async publishChunk(stream: string, chunk: PendingRecord[]): Promise<boolean> {
     this.publishing = true;
     try {
-      return await this.publishChunkNow(stream, chunk);
+      const parts = [chunk];
+      while (parts.length > 0) {
+        const part = parts.shift()!;
+        const built = this.build(stream, part);
+        if (built.payload.length > this.config.maxEnvelopeBytes && part.length > 1) {
+          const half = Math.ceil(part.length / 2);
+          parts.unshift(part.slice(0, half), part.slice(half));
+          if (part[0].envelope !== null) this.metrics.envelopesRepacked += 1;
+          continue;
+        }
+        if (!(await this.publishBuilt(stream, part, built))) return false;
+      }
+      return true;
     } finally {
       this.publishing = false;
     }
   }
 
-  private async publishChunkNow(stream: string, chunk: PendingRecord[]): Promise<boolean> {
+  private build(stream: string, chunk: PendingRecord[]): { envelope: Envelope; payload: Buffer } {
     const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data, ...(r.clock ? { clock: r.clock } : {}) }));
     const envelope = buildEnvelope(this.thingName, stream, this.store.epoch, records);
-    const payload = Buffer.from(JSON.stringify(envelope));
+    const compressAbove = this.config.compression === 'none' ? null : (this.config.compressAboveBytes ?? DEFAULT_COMPRESS_ABOVE_BYTES);
+    return { envelope, payload: encodeEnvelopePayload(envelope, compressAbove) };
+  }
+
+  private async publishBuilt(stream: string, chunk: PendingRecord[], { envelope, payload }: { envelope: Envelope; payload: Buffer }): Promise<boolean> {
     if (payload.length > this.config.maxEnvelopeBytes) {
-      // Only a single record can get here (pack() splits runs); it can never be sent as is.
+      // Only a single record can get here (publishChunk halves larger envelopes); it can never be sent as is.
       this.metrics.oversizedRecords += 1;
       this.logger.error('record larger than maxEnvelopeBytes; stream blocked at this record', {
         stream,
@@ -382,15 +415,21 @@ export class Publisher {
     this.metrics.recordsSent += chunk.length;
     this.metrics.recordsResent += chunk.filter((r) => r.sentAt !== null).length;
     this.metrics.bytesSent += payload.length;
+    if (isGzip(payload)) this.metrics.envelopesCompressed += 1;
     this.metrics.lastPublishAt = new Date().toISOString();
     // sendStartedAt, not the line's own time: the cloud can archive the envelope before this line is written.
     this.logger.debug('envelope published', { correlationId: envelope.envelopeId, stream, epoch: envelope.epoch, seqFrom: envelope.seqFrom, seqTo: envelope.seqTo, records: chunk.length, bytes: payload.length, sendStartedAt });
     return true;
   }
 
+  /** How much JSON an envelope may hold: the payload limit, or with compression the uncompressed bound. */
+  private packingBudget(): number {
+    return this.config.compression === 'none' ? this.config.maxEnvelopeBytes : (this.config.maxUncompressedEnvelopeBytes ?? DEFAULT_MAX_UNCOMPRESSED_ENVELOPE_BYTES);
+  }
+
   /** Splits a contiguous run into envelopes bounded by record count and estimated bytes. */
   private pack(run: PendingRecord[]): PendingRecord[][] {
-    const budget = this.config.maxEnvelopeBytes - ENVELOPE_OVERHEAD_BYTES;
+    const budget = this.packingBudget() - ENVELOPE_OVERHEAD_BYTES;
     const chunks: PendingRecord[][] = [];
     let current: PendingRecord[] = [];
     let bytes = 0;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import envelopeSchema from './schemas/envelope.v1.schema.json';
 import ackSchema from './schemas/ack.v1.schema.json';
 import backfillSchema from './schemas/backfill.v1.schema.json';
@@ -212,6 +213,38 @@ export function checkEpochReport(value: unknown): Checked<EpochReport> {
     if (s.watermark > s.appended) return { ok: false, reason: `previousStreams: ${s.stream} watermark ${s.watermark} > appended ${s.appended}` };
   }
   return shape;
+}
+
+/**
+ * An envelope on the wire is its JSON text, or that text gzip-compressed (RFC 1952) once it is
+ * larger than compressAboveBytes. JSON of similar records shrinks several times over, and the
+ * drain of a backlog is bounded by bytes (AWS IoT Core allows 512 KiB/s per connection), so a
+ * compressed envelope carries several times the records. A receiver tells the two apart by the
+ * first byte: gzip starts with 0x1f 0x8b, JSON text never does. null never compresses.
+ */
+export function encodeEnvelopePayload(envelope: Envelope, compressAboveBytes: number | null): Buffer {
+  const json = Buffer.from(JSON.stringify(envelope));
+  return compressAboveBytes !== null && json.length > compressAboveBytes ? gzipSync(json) : json;
+}
+
+/** A decompressed envelope larger than this is refused: 8 MiB holds 10,000 records of 800 bytes. */
+export const MAX_DECOMPRESSED_ENVELOPE_BYTES = 8 * 1024 * 1024;
+
+export function isGzip(payload: Uint8Array): boolean {
+  return payload.length >= 2 && payload[0] === 0x1f && payload[1] === 0x8b;
+}
+
+/** Parses a payload written by encodeEnvelopePayload; a gzip bomb stops at maxBytes with reason `oversized`. */
+export function parseEnvelopePayload(payload: Uint8Array, maxBytes = MAX_DECOMPRESSED_ENVELOPE_BYTES): Checked<unknown> {
+  if (!isGzip(payload)) return parseJson(payload);
+  let text: Buffer;
+  try {
+    text = gunzipSync(payload, { maxOutputLength: maxBytes });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return { ok: false, reason: `oversized: gzip payload expands beyond ${maxBytes} bytes` };
+    return { ok: false, reason: `gzip: ${(error as Error).message}` };
+  }
+  return parseJson(text);
 }
 
 export function parseJson(payload: Uint8Array | string): Checked<unknown> {

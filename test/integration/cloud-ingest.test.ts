@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { buildEnvelope, checkAck } from '../../components/shared/envelope';
+import { gzipSync } from 'node:zlib';
+import { buildEnvelope, checkAck, encodeEnvelopePayload, MAX_DECOMPRESSED_ENVELOPE_BYTES } from '../../components/shared/envelope';
 import { dataTopic } from '../../components/shared/topics';
 import type { ArchiveBackend } from '../../cloud/archive';
 import { LocalFolderArchive } from '../../cloud/archive';
@@ -134,6 +135,21 @@ describe('CloudIngest with a real broker', () => {
       await h.device.publishEnvelope(makeEnvelope(1, 5));
       await h.device.waitForAck((a) => a.watermark === 5, 'ack for the next valid envelope');
       assert.equal(h.device.acks.length, 1, 'the tampered envelope is not acked');
+    }));
+
+  test('a gzip-compressed envelope is archived like a JSON one; a gzip bomb and a corrupt gzip payload are rejected with their reasons', () =>
+    withHarness(async (h) => {
+      const envelope = makeEnvelope(1, 200);
+      await h.device.publishRaw(dataTopic(DEVICE, STREAM), encodeEnvelopePayload(envelope, 0));
+      await h.device.waitForAck((a) => a.watermark === 200, 'ack for the compressed envelope');
+      const stored = JSON.parse((await h.archive.get(recordKey(DEVICE, STREAM, EPOCH, 1, 200)))!.toString('utf8'));
+      assert.deepEqual(stored.records, envelope.records);
+      await h.device.publishRaw(dataTopic(DEVICE, STREAM), gzipSync(Buffer.alloc(MAX_DECOMPRESSED_ENVELOPE_BYTES + 1, 0x20)));
+      const corrupt = encodeEnvelopePayload(makeEnvelope(201, 210), 0);
+      corrupt[corrupt.length - 5] ^= 0xff;
+      await h.device.publishRaw(dataTopic(DEVICE, STREAM), corrupt);
+      await waitUntil(() => Object.values(h.ingest.stats().rejected).reduce((a, b) => a + b, 0) === 2, 'two rejections');
+      assert.deepEqual(h.ingest.stats().rejected, { oversized: 1, gzip: 1 });
     }));
 
   test('malformed JSON, schema violations, mis-addressed and oversized messages are each rejected and counted', () =>

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { checkEnvelope, checkLoss, type Envelope, type LossReport } from '../../components/shared/envelope';
+import { checkEnvelope, checkLoss, isGzip, parseEnvelopePayload, type Envelope, type LossReport } from '../../components/shared/envelope';
 import { DeploymentHooks } from '../../components/shared/deployment-hooks';
 import { GreengrassIpc } from '../../components/shared/ipc';
 import { createLogger } from '../../components/shared/logger';
@@ -47,9 +47,10 @@ async function publisherOn(fixture: RuntimeFixture, store: StreamStore, override
 }
 
 /** The cloud side: a real MQTT client on the broker, collecting envelopes and sending acks. */
-async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes: Envelope[]; losses: LossReport[] }> {
+async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes: Envelope[]; losses: LossReport[]; payloads: Buffer[] }> {
   const client = mqtt.connect(url, { clientId: `cloud-${process.pid}-${Date.now()}` });
   const envelopes: Envelope[] = [];
+  const payloads: Buffer[] = [];
   const losses: LossReport[] = [];
   await new Promise<void>((resolve) => client.once('connect', () => resolve()));
   await client.subscribeAsync(`dt/elevator/${THING}/+`, { qos: 1 });
@@ -60,11 +61,14 @@ async function cloudClient(url: string): Promise<{ client: MqttClient; envelopes
       losses.push(loss.value);
       return;
     }
-    const checked = checkEnvelope(JSON.parse(payload.toString()));
+    const parsed = parseEnvelopePayload(payload);
+    assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
+    const checked = checkEnvelope(parsed.value);
+    payloads.push(payload);
     assert.ok(checked.ok, `envelope passes every check: ${checked.ok ? '' : checked.reason}`);
     envelopes.push(checked.value);
   });
-  return { client, envelopes, losses };
+  return { client, envelopes, losses, payloads };
 }
 
 function backfill(client: MqttClient, body: Record<string, unknown>): Promise<unknown> {
@@ -339,6 +343,49 @@ test('a record sent before goes out again in the envelope it was first sent in: 
     await waitFor('5-7 resent', () => ranges().includes('5-7'), 20_000);
   } finally {
     await running.stop();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('compression: a backlog goes out gzip-compressed, many more records per envelope than maxEnvelopeBytes of JSON holds, every payload within the limit', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  const maxEnvelopeBytes = 8192;
+  await store.append(
+    Array.from({ length: 3000 }, (_, i) => ({ stream: 'motor', priority: 1, time: Date.now(), mono: i, data: { i, rpm: 1400 + (i % 7), note: 'steady state motor sample' } })),
+  );
+  const { publisher, stop } = await publisherOn(fixture, store, { maxEnvelopeBytes, maxRecordsPerEnvelope: 2000 });
+  try {
+    await waitFor('all 3000 records at the cloud', () => seqsOf(cloud.envelopes, 'motor').length >= 3000, 30_000);
+    assert.deepEqual(seqsOf(cloud.envelopes, 'motor'), Array.from({ length: 3000 }, (_, i) => i + 1), 'each record once, in order');
+    assert.ok(cloud.payloads.every((p) => p.length <= maxEnvelopeBytes), `largest payload ${Math.max(...cloud.payloads.map((p) => p.length))} bytes`);
+    assert.ok(cloud.payloads.every(isGzip), 'every envelope of the backlog is compressed');
+    const jsonPerEnvelope = Math.min(...cloud.envelopes.map((e) => JSON.stringify(e).length));
+    assert.ok(jsonPerEnvelope > maxEnvelopeBytes, `an envelope holds more JSON (${jsonPerEnvelope} bytes) than maxEnvelopeBytes`);
+    assert.equal(publisher.metrics.envelopesCompressed, cloud.envelopes.length);
+  } finally {
+    await stop();
+    cloud.client.end(true);
+    await store.close();
+    await fixture.stop();
+  }
+});
+
+test('compression none: plain JSON envelopes packed to maxEnvelopeBytes', { timeout: 60_000 }, async () => {
+  const fixture = await startRuntime([testRecipe(PUBLISHER, 'sleep 600', accessControl)], { thingName: THING });
+  const store = await StreamStore.open(join(tempRoot('ps-'), 'store.sqlite'), { owner: true, logger });
+  const cloud = await cloudClient(fixture.runtime.status().brokerUrl);
+  await seed(store, 'motor', 400);
+  const { stop } = await publisherOn(fixture, store, { maxEnvelopeBytes: 4096, maxRecordsPerEnvelope: 2000, compression: 'none' });
+  try {
+    await waitFor('all 400 records at the cloud', () => seqsOf(cloud.envelopes, 'motor').length >= 400, 30_000);
+    assert.ok(cloud.payloads.every((p) => !isGzip(p) && p.length <= 4096));
+    assert.ok(cloud.envelopes.length > 1);
+  } finally {
+    await stop();
     cloud.client.end(true);
     await store.close();
     await fixture.stop();

@@ -1,12 +1,16 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import {
   ACK_SCHEMA,
   ENVELOPE_SCHEMA,
   buildEnvelope,
   checkAck,
   checkEnvelope,
+  encodeEnvelopePayload,
+  isGzip,
+  parseEnvelopePayload,
   parseJson,
   recordsChecksum,
   type AckCommand,
@@ -202,5 +206,32 @@ describe('parseJson', () => {
     assert.match(reasonOf(parseJson('{not json')), /^json: \S/);
     assert.match(reasonOf(parseJson(new Uint8Array([0x7b]))), /^json: /);
     assert.match(reasonOf(parseJson('')), /^json: /);
+  });
+});
+
+describe('envelope payloads on the wire', () => {
+  const envelope = () => buildEnvelope(DEVICE, STREAM, EPOCH, records(1, 200), SENT_AT);
+
+  test('JSON at or below the threshold stays JSON; above it is gzip, and both parse back to the same envelope', () => {
+    const small = buildEnvelope(DEVICE, STREAM, EPOCH, records(1, 1), SENT_AT);
+    const plain = encodeEnvelopePayload(small, 4096);
+    assert.equal(isGzip(plain), false);
+    assert.deepEqual(plain, Buffer.from(JSON.stringify(small)));
+    const big = envelope();
+    const packed = encodeEnvelopePayload(big, 4096);
+    assert.equal(isGzip(packed), true);
+    assert.ok(packed.length * 3 < JSON.stringify(big).length, `similar records compress (${packed.length} vs ${JSON.stringify(big).length} bytes)`);
+    for (const payload of [plain, packed]) assert.equal(checkEnvelope((parseEnvelopePayload(payload) as { ok: true; value: unknown }).value).ok, true);
+    assert.equal(isGzip(encodeEnvelopePayload(big, null)), false, 'null never compresses');
+  });
+
+  test('a gzip payload that expands past the limit is refused as oversized, a corrupt one as gzip, without throwing', () => {
+    const bomb = gzipSync(Buffer.alloc(1024 * 1024, 0x20));
+    assert.ok(bomb.length < 4096);
+    assert.match(reasonOf(parseEnvelopePayload(bomb, 64 * 1024)), /^oversized: gzip payload expands beyond 65536 bytes$/);
+    const corrupt = Buffer.from(encodeEnvelopePayload(envelope(), 0));
+    corrupt[corrupt.length - 5] ^= 0xff;
+    assert.match(reasonOf(parseEnvelopePayload(corrupt)), /^gzip: /);
+    assert.match(reasonOf(parseEnvelopePayload(gzipSync('{not json'))), /^json: /);
   });
 });
