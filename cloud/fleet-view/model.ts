@@ -1,5 +1,6 @@
 import type { ArchiveBackend } from '../archive';
 import { decodeKeySegment, GAPS_PREFIX, HEALTH_PREFIX, parseGapKey, STATUS_KEY } from '../keys';
+import { DEVICE_STATUS_PREFIX } from '../device-status';
 
 /**
  * What the fleet view shows, built only through ArchiveBackend (get / list), so the same code
@@ -47,7 +48,16 @@ export interface DeviceView {
   clockSkewed: boolean;
   overallDeviceStatus: string | null;
   fleetStatusTime: string | null;
+  /** The device's own MQTT 5 connection (device-status/, written from its online status and last will); null under Greengrass IPC. */
+  connection: ConnectionView | null;
   components: ComponentView[];
+}
+
+export interface ConnectionView {
+  status: 'online' | 'offline';
+  reason: string;
+  offlineSince: string | null;
+  receivedAt: string | null;
 }
 
 export interface IngestView {
@@ -149,9 +159,10 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
   const problems: Problem[] = [];
   const staleHealthSec = options.staleHealthSec ?? DEFAULT_STALE_HEALTH_SEC;
 
-  const [healthKeys, fleetKeys, ingestBody, alertsBody] = await Promise.all([
+  const [healthKeys, fleetKeys, statusKeys, ingestBody, alertsBody] = await Promise.all([
     listOrReport(archive, HEALTH_PREFIX, problems),
     listOrReport(archive, FLEET_STATUS_PREFIX, problems),
+    listOrReport(archive, DEVICE_STATUS_PREFIX, problems),
     readJson(archive, STATUS_KEY, problems),
     readJson(archive, ACTIVE_ALERTS_KEY, problems),
   ]);
@@ -168,16 +179,25 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
     const device = deviceOfLatestKey(key, FLEET_STATUS_PREFIX);
     if (device !== undefined) fleetByDevice.set(device, key);
   }
-  const deviceNames = [...new Set([...healthByDevice.keys(), ...fleetByDevice.keys()])].sort();
+  const statusByDevice = new Map<string, string>();
+  for (const key of statusKeys) {
+    const device = deviceOfLatestKey(key, DEVICE_STATUS_PREFIX);
+    if (device !== undefined) statusByDevice.set(device, key);
+  }
+  const deviceNames = [...new Set([...healthByDevice.keys(), ...fleetByDevice.keys(), ...statusByDevice.keys()])].sort();
   const devices = await Promise.all(
     deviceNames.map(async (device) => {
       const healthKey = healthByDevice.get(device);
       const fleetKey = fleetByDevice.get(device);
-      const [health, fleet] = await Promise.all([
+      const statusKey = statusByDevice.get(device);
+      const [health, fleet, status] = await Promise.all([
         healthKey ? readJson(archive, healthKey, problems) : undefined,
         fleetKey ? readJson(archive, fleetKey, problems) : undefined,
+        statusKey ? readJson(archive, statusKey, problems) : undefined,
       ]);
-      return toDeviceView(device, healthKey, health, fleetKey, fleet, now, staleHealthSec, skewed.has(device), problems);
+      const view = toDeviceView(device, healthKey, health, fleetKey, fleet, now, staleHealthSec, skewed.has(device), problems);
+      if (statusKey && status !== undefined) view.connection = toConnectionView(statusKey, status, problems);
+      return view;
     }),
   );
 
@@ -192,6 +212,20 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
     alertsUpdatedAt: alertsView.updatedAt,
     ...gaps,
     problems,
+  };
+}
+
+/** device-status/<device>/latest.json as cloud/device-status.ts writes it. */
+function toConnectionView(key: string, body: unknown, problems: Problem[]): ConnectionView | null {
+  if (!isObject(body) || (body.status !== 'online' && body.status !== 'offline') || typeof body.reason !== 'string') {
+    problems.push({ key, problem: 'device status: expected {status: online|offline, reason, offlineSince, receivedAt}' });
+    return null;
+  }
+  return {
+    status: body.status,
+    reason: body.reason,
+    offlineSince: typeof body.offlineSince === 'string' ? body.offlineSince : null,
+    receivedAt: typeof body.receivedAt === 'string' ? body.receivedAt : null,
   };
 }
 
@@ -253,6 +287,7 @@ function toDeviceView(
     clockSkewed,
     overallDeviceStatus: null,
     fleetStatusTime: null,
+    connection: null,
     components: [],
   };
   const health = healthKey && stored !== undefined ? parseStoredHealth(healthKey, stored, problems) : undefined;

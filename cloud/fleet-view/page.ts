@@ -125,6 +125,7 @@ export const FLEET_PAGE_HTML = `<!doctype html>
       var facts = [];
       facts.push('health ' + ago(d.healthAgeSec) + (d.healthStale ? ' (stale: the status may be out of date)' : ''));
       if (d.backlogRecords !== null) facts.push('backlog ' + d.backlogRecords + ' records' + (d.backlogAgeSec ? ', oldest ' + d.backlogAgeSec + ' s' : ''));
+      if (d.connection) facts.push(d.connection.status === 'online' ? 'connected' : 'OFFLINE since ' + clock(d.connection.offlineSince) + ' (' + d.connection.reason + ')');
       if (d.overallDeviceStatus) facts.push('nucleus ' + d.overallDeviceStatus);
       if (d.clockSkewed) facts.push('device clock is off');
       var reasons = d.reasons.length > 0

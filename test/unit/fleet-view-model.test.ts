@@ -6,6 +6,7 @@ import type { ArchiveBackend } from '../../cloud/archive';
 import { gapKey, healthKey, STATUS_KEY } from '../../cloud/keys';
 import { ACTIVE_ALERTS_KEY, buildFleetModel, FleetSampler, GapCache, TimeSeries, type FleetModel, type IngestView } from '../../cloud/fleet-view/model';
 import { withArchive } from '../helpers/cloud-fixtures';
+import { deviceStatusKey } from '../../cloud/device-status';
 
 const NOW = new Date('2025-06-01T12:00:00.000Z');
 const secondsBefore = (sec: number): string => new Date(NOW.getTime() - sec * 1000).toISOString();
@@ -225,6 +226,21 @@ describe('buildFleetModel', () => {
       assert.deepEqual(keys, [ACTIVE_ALERTS_KEY, STATUS_KEY, 'fleet-status/good/latest.json', gapKey('good', 'motor', 'e', 1, 2), healthKey('garbled'), healthKey('wrong-status')].sort());
       assert.match(model.problems.find((p) => p.key === healthKey('wrong-status'))!.problem, /unknown status "fine"/);
       assert.match(model.problems.find((p) => p.key === ACTIVE_ALERTS_KEY)!.problem, /alert #1/);
+    }));
+
+  test('the device status the ingest keeps (online, or offline from a last will) shows on the device; a malformed one is a problem', () =>
+    withArchive(async (archive) => {
+      await archive.put(healthKey('elevator-a'), healthObject('elevator-a', 'healthy', []));
+      await archive.put(deviceStatusKey('elevator-a'), JSON.stringify({ device: 'elevator-a', status: 'offline', reason: 'connection-lost', offlineSince: secondsBefore(40), receivedAt: secondsBefore(10) }));
+      await archive.put(deviceStatusKey('elevator-b'), JSON.stringify({ device: 'elevator-b', status: 'online', reason: 'connected', offlineSince: null, receivedAt: secondsBefore(5) }));
+      await archive.put(deviceStatusKey('elevator-c'), JSON.stringify({ device: 'elevator-c', status: 'sleeping' }));
+      const model = await buildFleetModel(archive, NOW);
+      const byDevice = Object.fromEntries(model.devices.map((d) => [d.device, d.connection]));
+      assert.deepEqual(byDevice['elevator-a'], { status: 'offline', reason: 'connection-lost', offlineSince: secondsBefore(40), receivedAt: secondsBefore(10) });
+      assert.deepEqual(byDevice['elevator-b'], { status: 'online', reason: 'connected', offlineSince: null, receivedAt: secondsBefore(5) });
+      assert.equal(byDevice['elevator-c'], null, 'a device known only from a bad status is listed, without a connection');
+      assert.equal(model.devices.find((d) => d.device === 'elevator-b')!.status, 'unknown', 'no health yet');
+      assert.deepEqual(model.problems.map((p) => p.key), [deviceStatusKey('elevator-c')]);
     }));
 
   test('an archive that cannot be read is reported, not thrown', async () => {
