@@ -70,7 +70,7 @@ export const mqttPublisherConfigSchema = {
     logLevel: LOG_LEVEL_SCHEMA,
     // 128 KiB is the AWS IoT Core payload limit and the nucleus's mqtt.maxMessageSizeInBytes default.
     maxEnvelopeBytes: { type: 'integer', minimum: 4096, maximum: 131072, default: 120000 },
-    maxRecordsPerEnvelope: { type: 'integer', minimum: 1, maximum: 10000, default: 500 },
+    maxRecordsPerEnvelope: { type: 'integer', minimum: 1, maximum: 10000, default: 2000 },
     // gzip: envelopes whose JSON exceeds compressAboveBytes go out compressed (the ingest reads both),
     // packed up to maxUncompressedEnvelopeBytes of JSON; a backlog then drains several times faster
     // under IoT Core's 512 KiB/s per connection (docs/PERFORMANCE.md).

@@ -1,5 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RECORD_KINDS } from '../../components/shared/records';
+import { dataTopic, EPOCH_STREAM, LOSS_STREAM } from '../../components/shared/topics';
+import { parseRecipe } from '../../runtime/recipe';
 import { AuthorizationError, Authorizer, duplicatePolicyIds, MQTTPROXY_SERVICE, PUBSUB_SERVICE, type AccessControl } from '../../runtime/authorization';
 
 const THING = 'elevator-0001';
@@ -232,5 +237,16 @@ describe('Authorizer: "${c}" escapes and unique policy ids', () => {
       { name: 'c.Three', accessControl: undefined },
     ]);
     assert.deepEqual(duplicates, [{ policyId: 'same:1', components: ['a.One', 'b.Two'] }]);
+  });
+});
+
+describe('the shipped MqttPublisher recipe', () => {
+  test('allows PublishToIoTCore on every stream the device can produce and every report, and nothing of another thing', () => {
+    const recipe = parseRecipe(readFileSync(join(__dirname, '..', '..', '..', 'recipes', 'com.elevator.MqttPublisher.yaml'), 'utf8'), 'com.elevator.MqttPublisher.yaml');
+    const accessControl = (recipe.recipe.ComponentConfiguration?.DefaultConfiguration as { accessControl?: AccessControl } | undefined)?.accessControl;
+    const streams = [...RECORD_KINDS.keys(), LOSS_STREAM, EPOCH_STREAM];
+    const refused = streams.filter((stream) => !allowed(accessControl, MQTTPROXY_SERVICE, IOT_PUBLISH, dataTopic(THING, stream)));
+    assert.deepEqual(refused, [], 'a stream the policy refuses never leaves the device');
+    assert.equal(allowed(accessControl, MQTTPROXY_SERVICE, IOT_PUBLISH, dataTopic('another-thing', 'motor')), false);
   });
 });
