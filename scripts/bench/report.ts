@@ -3,6 +3,15 @@ import type { MachineInfo } from './machine';
 import type { StepResult } from './sustained';
 
 /** The JSON object `npm run bench -- --json` prints as its last line (issue 9's shape, plus context fields). */
+export interface DrainFigures {
+  recordsPerSec: number;
+  bytesPerSec: number;
+  quotaUtilization: number;
+  backlogRecords: number;
+  recoverySeconds: number | null;
+  publishesPerSec: number;
+}
+
 export interface BenchReport {
   machine: MachineInfo;
   mode: 'full' | 'smoke';
@@ -11,7 +20,8 @@ export interface BenchReport {
   drain: { recordsPerSec: number; bytesPerSec: number; quotaUtilization: number; vsBaseline: number; publishesPerSec: number; backlogRecords: number; bytesPerRecord: number; fillRecordsPerSec: number; reconnectSeconds: number | null;
     compression: string;
     /** The same drain with compression off, from the same run; null where the publisher has no such setting. */
-    before: { compression: string; recordsPerSec: number; bytesPerSec: number; quotaUtilization: number; backlogRecords: number; recoverySeconds: number | null; publishesPerSec: number } | null;
+    before: ({ compression: string } & DrainFigures) | null;
+    beforeSmallEnvelopes: ({ maxRecordsPerEnvelope: number } & DrainFigures) | null;
   };
   /** Not a scenario: envelope weight today and with gzip, to size what compression would buy under the quota. */
   envelope: EnvelopeSize;
@@ -89,9 +99,8 @@ export function renderTable(r: BenchReport): string {
     ['', 'vs baseline', `${fmt(r.sustained.vsBaseline, 2)}x`],
     ['', 'cores busy during the hold (ours / baseline)', `${coresAtHold(r.sustained.steps)} / ${coresAtHold(r.baseline.sustainedSteps)}`],
     ['drain', `records/s under IoT Core quotas (compression ${r.drain.compression})`, fmt(r.drain.recordsPerSec)],
-    ...(r.drain.before
-      ? ([['', `  before: compression ${r.drain.before.compression}, ${fmt(r.drain.before.backlogRecords)} records`, `${fmt(r.drain.before.recordsPerSec)} records/s, ${fmt(r.drain.before.bytesPerSec / 1024, 1)} KiB/s (${fmt(r.drain.before.quotaUtilization * 100, 1)}%), drained in ${fmt(r.drain.before.recoverySeconds, 1)} s`]] as Array<[string, string, string]>)
-      : []),
+    ...beforeRow(r.drain.before && `compression ${r.drain.before.compression}`, r.drain.before),
+    ...beforeRow(r.drain.beforeSmallEnvelopes && `at most ${r.drain.beforeSmallEnvelopes.maxRecordsPerEnvelope} records per envelope`, r.drain.beforeSmallEnvelopes),
     ['', 'envelope bytes/s', `${fmt(r.drain.bytesPerSec / 1024, 1)} KiB/s (${fmt(r.drain.quotaUtilization * 100, 1)}% of 512 KiB/s)`],
     ['', 'publishes/s; envelope bytes per record', `${fmt(r.drain.publishesPerSec, 1)}; ${fmt(r.drain.bytesPerRecord, 1)} (gzip would make it ~${fmt(r.envelope.gzipBytesPerRecord, 1)})`],
     ['', 'vs baseline', `${fmt(r.drain.vsBaseline, 1)}x`],
@@ -122,4 +131,10 @@ export function renderTable(r: BenchReport): string {
 /** Rounds every number for the JSON line: noise below these digits means nothing on a shared box. */
 export function rounded<T>(value: T): T {
   return JSON.parse(JSON.stringify(value, (_key, v) => (typeof v === 'number' ? (Number.isInteger(v) ? v : Math.round(v * 1000) / 1000) : v)));
+}
+
+/** One "before" line of the drain: what was different, and its figures from the same run. */
+function beforeRow(what: string | null, figures: DrainFigures | null): Array<[string, string, string]> {
+  if (!what || !figures) return [];
+  return [['', `  before: ${what}, ${fmt(figures.backlogRecords)} records`, `${fmt(figures.recordsPerSec)} records/s, ${fmt(figures.bytesPerSec / 1024, 1)} KiB/s (${fmt(figures.quotaUtilization * 100, 1)}%), drained in ${fmt(figures.recoverySeconds, 1)} s`]];
 }
