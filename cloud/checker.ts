@@ -1,12 +1,12 @@
 import type { MqttClient } from 'mqtt';
 import { sleep } from '../components/shared/backoff';
-import { checkAck, checkEpochReport, EPOCH_REPLACED, MAX_BACKFILL_RECORDS, type BackfillRequest, type EpochReport } from '../components/shared/envelope';
+import { checkEpochReport, EPOCH_REPLACED, MAX_BACKFILL_RECORDS, type BackfillRequest, type EpochReport } from '../components/shared/envelope';
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
-import { APP, commandTopic } from '../components/shared/topics';
+import { APP } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
 import { AlertManager, alertId, CLOUD_DEVICE, type AlertSink, type AlertStats } from './alerts';
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
-import { ackFor, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
+import { ackFor, publishAck, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 import { EPOCHS_PREFIX, GAPS_PREFIX, gapKey, parseGapKey } from './keys';
 import { Ledger, type SeqRange } from './ledger';
 
@@ -274,21 +274,14 @@ export class IntegrityChecker {
     const content = JSON.stringify([ack.watermark, ack.gaps]);
     const last = this.lastAck.get(key);
     if (last && last.body === content && nowMs - last.atMs < this.ackRepeatMs) return;
-    const checked = checkAck(ack);
-    if (!checked.ok) {
+    const outcome = await publishAck(this.client, this.app, device, ack, this.logger);
+    if (outcome !== 'sent') {
+      // Not remembered as sent, so the next pass tries again.
       this.counters.ackErrors += 1;
-      this.logger.error('refusing to send an ack that breaks the ack contract', { device, stream, epoch, reason: checked.reason });
       return;
     }
-    try {
-      await this.client.publishAsync(commandTopic(device, 'ack', this.app), JSON.stringify(ack), { qos: 1 });
-      this.counters.acksSent += 1;
-      this.lastAck.set(key, { body: content, atMs: nowMs });
-    } catch (error) {
-      // Not remembered as sent, so the next pass sends it again.
-      this.counters.ackErrors += 1;
-      this.logger.warn('ack publish failed; the next pass sends it again', { device, stream, epoch, error: errorMessage(error) });
-    }
+    this.counters.acksSent += 1;
+    this.lastAck.set(key, { body: content, atMs: nowMs });
   }
 
   private async sendBackfill(request: BackfillRequest): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { ACK_SCHEMA, BACKFILL_SCHEMA, checkBackfill, MAX_BACKFILL_RANGES, type AckCommand, type BackfillRequest } from '../components/shared/envelope';
+import { ACK_SCHEMA, BACKFILL_SCHEMA, checkAck, checkBackfill, MAX_BACKFILL_RANGES, type AckCommand, type BackfillRequest } from '../components/shared/envelope';
 import { errorMessage, type Logger } from '../components/shared/logger';
 import { commandTopic } from '../components/shared/topics';
 import { alertId, type AlertManager } from './alerts';
@@ -127,6 +127,25 @@ export async function publishBackfill(client: MqttClient, app: string, request: 
   } catch (error) {
     logger.warn('backfill request not sent; the next gap check asks again', { device: request.device, error: errorMessage(error) });
     return false;
+  }
+}
+
+/**
+ * Publishes one ack after checking it against its contract: 'sent', 'refused' (a contract breach:
+ * a bug, logged as an error) or 'failed' (the broker did not take it; the caller sends it again).
+ */
+export async function publishAck(client: MqttClient, app: string, device: string, ack: AckCommand, logger: Logger): Promise<'sent' | 'refused' | 'failed'> {
+  const checked = checkAck(ack);
+  if (!checked.ok) {
+    logger.error('refusing to send an ack that breaks the ack contract', { device, stream: ack.stream, epoch: ack.epoch, reason: checked.reason });
+    return 'refused';
+  }
+  try {
+    await client.publishAsync(commandTopic(device, 'ack', app), JSON.stringify(ack), { qos: 1 });
+    return 'sent';
+  } catch (error) {
+    logger.warn('ack publish failed; sent again later (the device deletes late, never wrongly)', { device, stream: ack.stream, epoch: ack.epoch, error: errorMessage(error) });
+    return 'failed';
   }
 }
 

@@ -4,7 +4,6 @@ import { Backoff, sleep } from '../components/shared/backoff';
 import {
   EPOCH_REPLACED,
   MAX_BACKFILL_RECORDS,
-  checkAck,
   checkEnvelope,
   checkEpochReport,
   checkLoss,
@@ -15,7 +14,7 @@ import {
   type WireRecord,
 } from '../components/shared/envelope';
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
-import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, STATUS_STREAM, commandTopic, parseDataTopic } from '../components/shared/topics';
+import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, STATUS_STREAM, parseDataTopic } from '../components/shared/topics';
 import { DeviceStatusBook } from './device-status';
 import type { ArchiveBackend } from './archive';
 import { createIngestClient, endClient } from './connection';
@@ -28,7 +27,7 @@ import { alertId, AlertManager, CLOUD_DEVICE, type AlertSink, type AlertStats } 
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { FLEET_STATUS_FILTER, fleetStatusKey, mergeComponentStates, parseFleetStatusTopic, validateFleetStatus, type KnownComponentState, type StoredFleetStatus } from './fleet-status';
 import { HealthMonitor } from './health-monitor';
-import { ackFor, publishBackfill, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
+import { ackFor, publishAck, publishBackfill, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 
 /** AWS IoT Core rejects payloads above 128 KB (AWS IoT Core quotas, "Message payload size"). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -932,20 +931,9 @@ export class CloudIngest {
     const ledger = this.ledger?.peek(device, stream, epoch);
     if (!ledger) return;
     const ack = ackFor(stream, epoch, ledger, this.now());
-    const checked = checkAck(ack);
-    if (!checked.ok) {
-      this.counters.ackErrors += 1;
-      this.logger.error('refusing to send an ack that breaks the ack contract', { device, stream, epoch, reason: checked.reason });
-      return;
-    }
-    try {
-      await this.client.publishAsync(commandTopic(device, 'ack', this.app), JSON.stringify(ack), { qos: 1 });
-      this.counters.acksSent += 1;
-    } catch (error) {
-      // The device's next resend triggers a fresh ack, so a lost one only delays deletion.
-      this.counters.ackErrors += 1;
-      this.logger.warn('ack publish failed', { device, stream, epoch, error: errorMessage(error) });
-    }
+    // A failed one costs nothing: the device's next resend triggers a fresh ack.
+    if ((await publishAck(this.client, this.app, device, ack, this.logger)) === 'sent') this.counters.acksSent += 1;
+    else this.counters.ackErrors += 1;
   }
 
   private async withRetries(operation: () => Promise<void>): Promise<void> {
