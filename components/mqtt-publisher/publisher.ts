@@ -1,7 +1,7 @@
 import { Backoff, sleep } from '../shared/backoff';
 import { monotonicMs } from '../shared/monotonic';
 import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
-import { buildEnvelope, checkAck, encodeEnvelopePayload, isGzip, parseJson, type Envelope, type WireRecord } from '../shared/envelope';
+import { checkAck, encodeEnvelopeJson, encodeStoredEnvelope, isGzip, parseJson, type Envelope } from '../shared/envelope';
 import { errorMessage, type Logger } from '../shared/logger';
 import type { PendingRecord, StreamStore } from '../shared/store';
 import { commandTopic, dataTopic } from '../shared/topics';
@@ -388,14 +388,13 @@ export class Publisher {
     }
   }
 
-  private build(stream: string, chunk: PendingRecord[]): { envelope: Envelope; payload: Buffer } {
-    const records: WireRecord[] = chunk.map((r) => ({ seq: r.seq, time: r.time, mono: r.mono, data: r.data, ...(r.clock ? { clock: r.clock } : {}) }));
-    const envelope = buildEnvelope(this.thingName, stream, this.store.epoch, records);
+  private build(stream: string, chunk: PendingRecord[]): { envelope: Omit<Envelope, 'records'>; payload: Buffer } {
+    const { header, json } = encodeStoredEnvelope(this.thingName, stream, this.store.epoch, chunk);
     const compressAbove = this.config.compression === 'none' ? null : (this.config.compressAboveBytes ?? DEFAULT_COMPRESS_ABOVE_BYTES);
-    return { envelope, payload: encodeEnvelopePayload(envelope, compressAbove) };
+    return { envelope: header, payload: encodeEnvelopeJson(json, compressAbove) };
   }
 
-  private async publishBuilt(stream: string, chunk: PendingRecord[], { envelope, payload }: { envelope: Envelope; payload: Buffer }): Promise<boolean> {
+  private async publishBuilt(stream: string, chunk: PendingRecord[], { envelope, payload }: { envelope: Omit<Envelope, 'records'>; payload: Buffer }): Promise<boolean> {
     if (payload.length > this.config.maxEnvelopeBytes) {
       // Only a single record can get here (publishChunk halves larger envelopes); it can never be sent as is.
       this.metrics.oversizedRecords += 1;

@@ -102,7 +102,10 @@ export interface PendingRecord {
   time: number;
   mono: number;
   priority: number;
-  data: Record<string, unknown>;
+  /** Parsed from dataJson on first use: the publisher sends the text as it is and never pays for it. */
+  readonly data: Record<string, unknown>;
+  /** The data as stored: JSON.stringify output from the append. */
+  dataJson: string;
   bytes: number;
   sentAt: number | null;
   clock: ClockSync | null;
@@ -608,7 +611,10 @@ export class StreamStore {
       time: r.time,
       mono: r.mono,
       priority: r.priority,
-      data: JSON.parse(r.data) as Record<string, unknown>,
+      get data(): Record<string, unknown> {
+        return JSON.parse(r.data) as Record<string, unknown>;
+      },
+      dataJson: r.data,
       bytes: r.bytes,
       sentAt: r.sent_at,
       clock: (r.clock as ClockSync | null) ?? null,

@@ -95,6 +95,7 @@ test('readPending returns unsent records in ascending seq order and resends only
       mono: 1000,
       priority: 2,
       data: { i: 0, pad: '' },
+      dataJson: json,
       bytes: Buffer.byteLength(json),
       sentAt: null,
       clock: null,
