@@ -113,14 +113,22 @@ function dataSchemaOf(stream: string): string | undefined {
 }
 
 export function buildEnvelope(device: string, stream: string, epoch: string, records: WireRecord[], now = new Date()): Envelope {
+  assertContiguous(records);
+  return { ...envelopeHeader(device, stream, epoch, records[0].seq, records.length, recordsChecksum(records), now), records };
+}
+
+function assertContiguous(records: ReadonlyArray<{ seq: number }>): void {
   if (records.length === 0) throw new RangeError('an envelope needs at least one record');
   for (let i = 1; i < records.length; i += 1) {
     if (records[i].seq !== records[i - 1].seq + 1) {
       throw new RangeError(`envelope records must be contiguous: seq ${records[i - 1].seq} is followed by ${records[i].seq}`);
     }
   }
-  const seqFrom = records[0].seq;
-  const seqTo = records[records.length - 1].seq;
+}
+
+/** Every field but records, in the envelope's key order (records comes last). */
+function envelopeHeader(device: string, stream: string, epoch: string, seqFrom: number, count: number, checksum: string, now: Date): Omit<Envelope, 'records'> {
+  const seqTo = seqFrom + count - 1;
   return {
     schema: ENVELOPE_SCHEMA,
     envelopeId: correlationId(device, stream, epoch, seqFrom, seqTo),
@@ -130,20 +138,10 @@ export function buildEnvelope(device: string, stream: string, epoch: string, rec
     epoch,
     seqFrom,
     seqTo,
-    count: records.length,
+    count,
     sentAt: now.toISOString(),
-    checksum: recordsChecksum(records),
-    records,
+    checksum,
   };
-}
-
-/** A record whose data is still the JSON text the store holds (written by JSON.stringify at append). */
-export interface StoredWireRecord {
-  seq: number;
-  time: number;
-  mono: number;
-  dataJson: string;
-  clock?: string | null;
 }
 
 /**
@@ -156,33 +154,18 @@ export function encodeStoredEnvelope(
   device: string,
   stream: string,
   epoch: string,
-  records: StoredWireRecord[],
+  /** Records whose data is still the JSON text the store holds (written by JSON.stringify at append). */
+  records: ReadonlyArray<{ seq: number; time: number; mono: number; dataJson: string; clock?: string | null }>,
   now = new Date(),
 ): { header: Omit<Envelope, 'records'>; json: string } {
-  if (records.length === 0) throw new RangeError('an envelope needs at least one record');
-  const parts: string[] = [];
-  for (let i = 0; i < records.length; i += 1) {
-    const r = records[i];
-    if (i > 0 && r.seq !== records[i - 1].seq + 1) throw new RangeError(`envelope records must be contiguous: seq ${records[i - 1].seq} is followed by ${r.seq}`);
+  assertContiguous(records);
+  const parts = records.map((r) => {
     const clock = r.clock ? `,"clock":${JSON.stringify(r.clock)}` : '';
-    parts.push(`{"seq":${JSON.stringify(r.seq)},"time":${JSON.stringify(r.time)},"mono":${JSON.stringify(r.mono)},"data":${r.dataJson}${clock}}`);
-  }
+    return `{"seq":${JSON.stringify(r.seq)},"time":${JSON.stringify(r.time)},"mono":${JSON.stringify(r.mono)},"data":${r.dataJson}${clock}}`;
+  });
   const recordsJson = `[${parts.join(',')}]`;
-  const seqFrom = records[0].seq;
-  const seqTo = records[records.length - 1].seq;
-  const header: Omit<Envelope, 'records'> = {
-    schema: ENVELOPE_SCHEMA,
-    envelopeId: correlationId(device, stream, epoch, seqFrom, seqTo),
-    device,
-    stream,
-    ...(dataSchemaOf(stream) ? { dataSchema: dataSchemaOf(stream) } : {}),
-    epoch,
-    seqFrom,
-    seqTo,
-    count: records.length,
-    sentAt: now.toISOString(),
-    checksum: `sha256:${createHash('sha256').update(recordsJson).digest('hex')}`,
-  };
+  const checksum = `sha256:${createHash('sha256').update(recordsJson).digest('hex')}`;
+  const header = envelopeHeader(device, stream, epoch, records[0].seq, records.length, checksum, now);
   // records is the last key of an envelope, so it goes in before the header's closing brace.
   return { header, json: `${JSON.stringify(header).slice(0, -1)},"records":${recordsJson}}` };
 }
