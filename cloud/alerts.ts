@@ -205,3 +205,16 @@ export class AlertManager {
     }
   }
 }
+
+/**
+ * The cloud's own alert for an archive write given up on; it stays firing until a write succeeds
+ * again (the writer clears alertId('archive-errors', CLOUD_DEVICE) then). `failing` says who cannot write.
+ */
+export function fireArchiveError(alerts: AlertManager, failing: string, what: string, error: unknown, consequence = ''): void {
+  alerts.fire({
+    kind: 'archive-errors',
+    device: CLOUD_DEVICE,
+    message: `${failing} (${what}): check the archive's storage (space, permissions, S3 access)${consequence}.`,
+    details: { firstError: error ?? null },
+  });
+}

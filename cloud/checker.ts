@@ -4,10 +4,10 @@ import { checkEpochReport, EPOCH_REPLACED, MAX_BACKFILL_RECORDS, type BackfillRe
 import { createLogger, errorMessage, type Logger } from '../components/shared/logger';
 import { APP } from '../components/shared/topics';
 import type { ArchiveBackend } from './archive';
-import { AlertManager, alertId, CLOUD_DEVICE, type AlertSink, type AlertStats } from './alerts';
+import { AlertManager, alertId, CLOUD_DEVICE, fireArchiveError, type AlertSink, type AlertStats } from './alerts';
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { ackFor, publishAck, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
-import { EPOCHS_PREFIX, GAPS_PREFIX, gapKey, parseGapKey } from './keys';
+import { EPOCHS_PREFIX, gapKey, parseGapKey } from './keys';
 import { Ledger, type SeqRange } from './ledger';
 
 /**
@@ -79,6 +79,10 @@ export class IntegrityChecker {
   private readonly lastAck = new Map<string, { body: string; atMs: number }>();
   /** gaps/ keys already seen; a new one is a new permanent loss and fires its alert. */
   private knownGapKeys: Set<string> | undefined;
+  /** Every gaps/ object's reason, by key: gap objects never change, so each body is read once. */
+  private readonly gapReasons = new Map<string, string>();
+  /** Stored epoch reports by key, read once each (undefined: unreadable, warned about once). */
+  private readonly epochReports = new Map<string, EpochReport | undefined>();
   private readonly unknownLossReported = new Set<string>();
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
@@ -155,9 +159,9 @@ export class IntegrityChecker {
   /** One pass over the whole archive. */
   async checkOnce(): Promise<void> {
     const started = Date.now();
-    const ledger = await Ledger.rebuild(this.archive, (key) => this.logger.warn('ignored archive key outside the record layout', { key }));
+    const ledger = await Ledger.rebuild(this.archive, (key) => this.logger.warn('ignored archive key outside the record layout', { key }), this.gapReasons);
     const closed = await this.closeReplacedEpochs(ledger);
-    await this.notePermanentGaps();
+    this.notePermanentGaps();
     const nowMs = this.now().getTime();
     let archived = 0;
     let open = 0;
@@ -190,8 +194,11 @@ export class IntegrityChecker {
    */
   private async closeReplacedEpochs(ledger: Ledger): Promise<Set<string>> {
     const closed = new Set<string>();
-    for (const key of await this.archive.list(EPOCHS_PREFIX)) {
-      const report = await this.readEpochReport(key);
+    const keys = await this.archive.list(EPOCHS_PREFIX);
+    for (const known of this.epochReports.keys()) if (!keys.includes(known)) this.epochReports.delete(known);
+    for (const key of keys) {
+      if (!this.epochReports.has(key)) this.epochReports.set(key, await this.readEpochReport(key));
+      const report = this.epochReports.get(key);
       if (!report?.previousEpoch) continue;
       closed.add(`${report.device}\u0000${report.previousEpoch}`);
       if (report.previousStreams === null) {
@@ -240,7 +247,9 @@ export class IntegrityChecker {
       try {
         await this.archive.put(gapKey(report.device, stream, report.previousEpoch!, from, to), JSON.stringify(body));
         written.push([from, to]);
-        this.knownGapKeys?.add(gapKey(report.device, stream, report.previousEpoch!, from, to));
+        const key = gapKey(report.device, stream, report.previousEpoch!, from, to);
+        this.gapReasons.set(key, EPOCH_REPLACED);
+        this.knownGapKeys?.add(key);
       } catch (error) {
         this.noteArchiveError('could not record a permanent gap; the next pass tries again', { device: report.device, stream, from, to, error: errorMessage(error) });
       }
@@ -252,19 +261,16 @@ export class IntegrityChecker {
    * gaps/ objects the ingest wrote from loss reports. The first pass only learns them (they were
    * alerted on when they appeared); each one seen later fires gap-permanent.
    */
-  private async notePermanentGaps(): Promise<void> {
-    const keys = await this.archive.list(GAPS_PREFIX);
+  private notePermanentGaps(): void {
     if (this.knownGapKeys === undefined) {
-      this.knownGapKeys = new Set(keys);
+      this.knownGapKeys = new Set(this.gapReasons.keys());
       return;
     }
-    for (const key of keys) {
+    for (const [key, reason] of this.gapReasons) {
       if (this.knownGapKeys.has(key)) continue;
       this.knownGapKeys.add(key);
       const gap = parseGapKey(key);
-      if (!gap) continue;
-      const reason = gapReason(await this.archive.get(key).catch(() => undefined));
-      firePermanentGap(this.alerts, { device: gap.device, stream: gap.stream, epoch: gap.epoch, ranges: [[gap.seqFrom, gap.seqTo]], reason, source: 'loss-report' }, this.permanentGapHoldMs);
+      if (gap) firePermanentGap(this.alerts, { device: gap.device, stream: gap.stream, epoch: gap.epoch, ranges: [[gap.seqFrom, gap.seqTo]], reason, source: 'loss-report' }, this.permanentGapHoldMs);
     }
   }
 
@@ -292,12 +298,7 @@ export class IntegrityChecker {
   private noteArchiveError(what: string, fields: Record<string, unknown>): void {
     this.counters.archiveErrors += 1;
     this.logger.error(what, fields);
-    this.alerts.fire({
-      kind: 'archive-errors',
-      device: CLOUD_DEVICE,
-      message: `The integrity checker cannot write to the archive (${what}): check the archive's storage (space, permissions, S3 access).`,
-      details: { firstError: fields.error ?? null },
-    });
+    fireArchiveError(this.alerts, 'The integrity checker cannot write to the archive', what, fields.error);
   }
 
   private async writeStatus(): Promise<void> {
@@ -307,15 +308,6 @@ export class IntegrityChecker {
     } catch (error) {
       this.logger.warn('checker status not written', { key: CHECKER_STATUS_KEY, error: errorMessage(error) });
     }
-  }
-}
-
-function gapReason(body: Buffer | undefined): string {
-  try {
-    const reason = (JSON.parse(body?.toString('utf8') ?? 'null') as { reason?: unknown } | null)?.reason;
-    return typeof reason === 'string' ? reason : 'unknown';
-  } catch {
-    return 'unknown';
   }
 }
 

@@ -23,7 +23,7 @@ import { checkRecord, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from 
 import healthSchema from '../components/shared/schemas/health.v1.schema.json';
 import { compileValidator } from '../components/shared/validation';
 import { Ledger, MAX_GAPS, type SeqRange } from './ledger';
-import { alertId, AlertManager, CLOUD_DEVICE, type AlertSink, type AlertStats } from './alerts';
+import { alertId, AlertManager, CLOUD_DEVICE, fireArchiveError, type AlertSink, type AlertStats } from './alerts';
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { FLEET_STATUS_FILTER, fleetStatusKey, mergeComponentStates, parseFleetStatusTopic, validateFleetStatus, type KnownComponentState, type StoredFleetStatus } from './fleet-status';
 import { HealthMonitor } from './health-monitor';
@@ -811,12 +811,7 @@ export class CloudIngest {
   private noteArchiveError(what: string, fields: Record<string, unknown>): void {
     this.counters.archiveErrors += 1;
     this.logger.error(what, fields);
-    this.alerts.fire({
-      kind: 'archive-errors',
-      device: CLOUD_DEVICE,
-      message: `The cloud ingest cannot write to its archive (${what}): check the archive's storage (space, permissions, S3 access); devices keep their records meanwhile.`,
-      details: { firstError: fields.error ?? null },
-    });
+    fireArchiveError(this.alerts, 'The cloud ingest cannot write to its archive', what, fields.error, '; devices keep their records meanwhile');
   }
 
   /**

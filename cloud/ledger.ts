@@ -222,7 +222,7 @@ export class Ledger {
    * holds, so listing is enough and no object has to be read. Keys that do not parse are
    * reported through onIgnoredKey and otherwise skipped.
    */
-  static async rebuild(archive: ArchiveBackend, onIgnoredKey?: (key: string) => void): Promise<Ledger> {
+  static async rebuild(archive: ArchiveBackend, onIgnoredKey?: (key: string) => void, gapReasons?: Map<string, string>): Promise<Ledger> {
     const ledger = new Ledger();
     for (const key of await archive.list(RECORDS_PREFIX)) {
       const parsed = parseRecordKey(key);
@@ -232,22 +232,24 @@ export class Ledger {
       }
       ledger.stream(parsed.device, parsed.stream, parsed.epoch).add(parsed.seqFrom, parsed.seqTo);
     }
-    // Permanent gaps: the key names the range, the body the reason.
+    // Permanent gaps: the key names the range, the body the reason. A gap object never changes,
+    // so a caller that rebuilds often passes gapReasons and each body is read once.
+    const listed = new Set<string>();
     for (const key of await archive.list(GAPS_PREFIX)) {
       const parsed = parseGapKey(key);
-      const body = parsed ? await archive.get(key) : undefined;
-      let reason = 'unknown';
-      try {
-        reason = String(JSON.parse(body?.toString('utf8') ?? '{}').reason ?? 'unknown');
-      } catch {
-        // An unreadable body still records the gap; only its reason is lost.
-      }
       if (!parsed) {
         onIgnoredKey?.(key);
         continue;
       }
+      listed.add(key);
+      let reason = gapReasons?.get(key);
+      if (reason === undefined) {
+        reason = gapReason(await archive.get(key));
+        gapReasons?.set(key, reason);
+      }
       ledger.stream(parsed.device, parsed.stream, parsed.epoch).markGone(parsed.seqFrom, parsed.seqTo, reason);
     }
+    if (gapReasons) for (const key of gapReasons.keys()) if (!listed.has(key)) gapReasons.delete(key);
     return ledger;
   }
 
@@ -273,5 +275,15 @@ export class Ledger {
   private static key(device: string, stream: string, epoch: string): string {
     // NUL cannot occur in MQTT topic levels or the schema's name patterns, so keys cannot collide.
     return `${device}\u0000${stream}\u0000${epoch}`;
+  }
+}
+
+/** A gaps/ object's reason; an unreadable body still records the gap, only its reason is lost. */
+function gapReason(body: Buffer | undefined): string {
+  try {
+    const reason = (JSON.parse(body?.toString('utf8') ?? '{}') as { reason?: unknown } | null)?.reason;
+    return reason === undefined || reason === null ? 'unknown' : String(reason);
+  } catch {
+    return 'unknown';
   }
 }
