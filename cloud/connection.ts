@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
-import { sleep } from '../components/shared/backoff';
+import { resolvesWithin } from '../components/shared/backoff';
 import { errorMessage, type Logger } from '../components/shared/logger';
 
 /**
@@ -68,6 +68,5 @@ export function watchConnection(client: MqttClient, logger: Logger, url: string)
 
 /** A graceful DISCONNECT, or a forced close when the broker does not answer in time (it may be down). */
 export async function endClient(client: MqttClient, timeoutMs: number): Promise<void> {
-  const ended = await Promise.race([client.endAsync(false).then(() => true), sleep(timeoutMs).then(() => false)]);
-  if (!ended) await client.endAsync(true);
+  if (!(await resolvesWithin(client.endAsync(false), timeoutMs))) await client.endAsync(true);
 }

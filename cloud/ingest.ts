@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { Backoff, sleep } from '../components/shared/backoff';
+import { Backoff, resolvesWithin, sleep } from '../components/shared/backoff';
 import {
   EPOCH_REPLACED,
   MAX_BACKFILL_RECORDS,
@@ -376,10 +376,10 @@ export class CloudIngest {
       this.trackAck(this.sendAck(pending.device, pending.stream, pending.epoch));
     }
     const acks = Promise.allSettled([...this.ackPublishes]);
-    const flushed = await Promise.race([acks.then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
+    const flushed = await resolvesWithin(acks, this.stopTimeoutMs);
     if (!flushed) this.logger.warn('stop: acks not confirmed by the broker in time; devices will resend', { timeoutMs: this.stopTimeoutMs });
     // A sink that hangs (a webhook that never answers) must not hold the shutdown.
-    const alertsDelivered = await Promise.race([this.alerts.flush().then(() => true), sleep(this.stopTimeoutMs).then(() => false)]);
+    const alertsDelivered = await resolvesWithin(this.alerts.flush(), this.stopTimeoutMs);
     if (!alertsDelivered) this.logger.warn('stop: alert sinks still delivering; stopping anyway', { timeoutMs: this.stopTimeoutMs });
     await this.writeStatus();
     if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);

@@ -1,4 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
+import { resolvesWithin } from '../components/shared/backoff';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
@@ -27,6 +28,8 @@ export interface IotBridgeOptions {
 }
 
 export const DEFAULT_MAX_IN_FLIGHT_PUBLISHES = 5;
+/** How long stop waits for a graceful DISCONNECT (in-flight PUBACKs first) before it closes the socket. */
+const STOP_TIMEOUT_MS = 5000;
 export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 128 * 1024;
 
 export type IotMessageListener = (topic: string, payload: Buffer, retain: boolean) => void;
@@ -114,7 +117,11 @@ export class IotBridge {
   async stop(): Promise<void> {
     const client = this.client;
     if (!client) return;
-    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    // A graceful end waits for in-flight PUBACKs; over a link that swallows everything they never
+    // come, and a shutdown must not hang on that: what was in flight stays in the broker session.
+    if (await resolvesWithin(client.endAsync(false), STOP_TIMEOUT_MS)) return;
+    this.options.logger.warn('IoT broker connection did not close in time; closing it forcibly', { timeoutMs: STOP_TIMEOUT_MS, inFlight: this.inFlight.size });
+    await client.endAsync(true);
   }
 
   /**

@@ -57,6 +57,13 @@ export class IpcError extends Error {
 }
 
 export const SERVICE_ERROR = 'aws.greengrass#ServiceError';
+/**
+ * Operations whose handler the nucleus runs with handleRequestAsync: the connection's next
+ * request does not wait for their reply (MqttProxyIPCAgent, SubscribeToIoTCore).
+ */
+const COMPLETES_ASYNCHRONOUSLY = new Set(['aws.greengrass#SubscribeToIoTCore']);
+const noop = (): void => undefined;
+
 /** How long SubscribeToIoTCore waits for the broker's SUBACK before it fails the call. */
 const SUBACK_TIMEOUT_MS = 10_000;
 export const UNAUTHORIZED = 'aws.greengrass#UnauthorizedError';
@@ -164,10 +171,14 @@ export class IpcService implements RpcHandlers {
     if (streaming && this.subscriptionCount(connection) >= MAX_SUBSCRIPTIONS_PER_CONNECTION) {
       return this.sendError(connection, streamId, operation, new IpcError(SERVICE_ERROR, `at most ${MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per IPC connection`));
     }
-    // Requests of one connection are handled in arrival order, as the nucleus's event loop does.
+    // Requests of one connection are handled in arrival order, as the nucleus's event loop does:
+    // the next handler starts once this one has finished, except after an operation the nucleus
+    // completes asynchronously (SubscribeToIoTCore waits for the broker's SUBACK off that thread).
     const previous = this.connectionQueues.get(connection) ?? Promise.resolve();
-    const call = previous
-      .then(() => handler(context))
+    // Wrapped so that the handler's promise is not adopted here: "started" means it was called.
+    const started = previous.then(() => ({ result: handler(context) }));
+    const call = started
+      .then(({ result }) => result)
       .then((response) => {
         connection.send({
           type: MessageType.ApplicationMessage,
@@ -182,7 +193,7 @@ export class IpcService implements RpcHandlers {
         this.closeStream(connection, streamId);
         this.sendError(connection, streamId, operation, error);
       });
-    this.connectionQueues.set(connection, call);
+    this.connectionQueues.set(connection, COMPLETES_ASYNCHRONOUSLY.has(operation) ? started.then(noop, noop) : call);
   }
 
   onStreamFrame(connection: RpcConnection, streamId: number, frame: Frame): void {

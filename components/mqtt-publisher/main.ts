@@ -1,4 +1,4 @@
-import { sleep } from '../shared/backoff';
+import { resolvesWithin } from '../shared/backoff';
 import { runComponent } from '../shared/component';
 import { errorMessage, type Logger } from '../shared/logger';
 import { STANDALONE_ENV, type Platform } from '../shared/platform';
@@ -78,9 +78,7 @@ void runComponent<MqttPublisherConfig>({
       async stop() {
         // Publisher first: it finishes the envelope in flight over the transport, then nothing more goes out.
         const stopped = publisher.stop();
-        const grace = new AbortController();
-        await Promise.race([stopped, sleep(SHUTDOWN_GRACE_MS, grace.signal)]);
-        grace.abort();
+        await resolvesWithin(stopped, SHUTDOWN_GRACE_MS);
         await path.close();
         await stopped;
         await store.close();

@@ -1,4 +1,4 @@
-import { Backoff, sleep } from '../shared/backoff';
+import { Backoff, resolvesWithin, sleep } from '../shared/backoff';
 import { monotonicMs } from '../shared/monotonic';
 import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
 import { checkAck, encodeEnvelopeJson, encodeStoredEnvelope, isGzip, parseJson, type Envelope } from '../shared/envelope';
@@ -71,9 +71,11 @@ export interface PublisherMetrics {
   envelopesCompressed: number;
 }
 
-/** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
 /** Acks usually follow a publish within a second or two; each deferral asks for that much. */
 const UPDATE_DEFER_STEP_MS = 2000;
+/** How long publishing waits at start for the command subscriptions before it goes ahead without them. */
+const SUBSCRIBE_HEAD_START_MS = 1000;
+/** Bytes an envelope adds around its records (ids, checksum, range), measured with margin. */
 const ENVELOPE_OVERHEAD_BYTES = 1024;
 /** Bytes a record adds around its data: {"seq":..,"time":..,"mono":..,"data":} */
 const RECORD_OVERHEAD_BYTES = 80;
@@ -101,7 +103,7 @@ export class Publisher {
   };
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
-  private commandRetries?: Promise<void>;
+  private commandSubscriptions: Promise<void> = Promise.resolve();
   private backoff: Backoff;
   private ackChain: Promise<void> = Promise.resolve();
   private publishing = false;
@@ -152,51 +154,52 @@ export class Publisher {
   }
 
   /**
-   * Subscribes to the cloud's commands, then publishes. A subscription that fails (the broker does
-   * not answer while the link is down: the nucleus waits for the SUBACK) does not stop the
-   * publisher: data goes out, records stay until acked, and the subscription is retried in the
-   * background with backoff. Without this, a restart during an outage crash-looped to BROKEN.
+   * Publishes at once and subscribes to the cloud's commands alongside. A subscription can take
+   * long to fail (the broker does not answer while the link is down, and the nucleus waits 10 s
+   * for each SUBACK), and publishing must not wait for it: data goes out, records stay until
+   * acked, an ack missed meanwhile is made good by a later one (the cloud answers every envelope,
+   * resends included, with the stream's watermark), and a failed subscription is retried with backoff. Waiting for both SUBACKs first held a
+   * publisher restarted during an outage idle for 20 s, so its backlog never reached the spooler.
    */
   async start(): Promise<void> {
-    const commands: Array<[string, (payload: Buffer) => void]> = [
-      [commandTopic(this.thingName, 'ack'), (payload) => this.onAck(payload)],
-      [commandTopic(this.thingName, 'backfill'), (payload) => this.onBackfill(payload)],
-    ];
-    const pending: typeof commands = [];
-    for (const command of commands) if (!(await this.subscribeCommand(...command))) pending.push(command);
     const unacked = await this.store.markAllUnsent();
     this.metrics.recordsResent += unacked;
     if (unacked > 0) this.logger.info('resending records sent before this start and not yet acknowledged', { records: unacked });
+    this.commandSubscriptions = Promise.all([
+      this.keepSubscribing(commandTopic(this.thingName, 'ack'), (payload) => this.onAck(payload)),
+      this.keepSubscribing(commandTopic(this.thingName, 'backfill'), (payload) => this.onBackfill(payload)),
+    ]).then(() => undefined);
+    // A short head start, so that online the subscriptions are in place before the first
+    // envelope's ack can come back; offline it costs at most this.
+    await resolvesWithin(this.commandSubscriptions, SUBSCRIBE_HEAD_START_MS);
     this.loop = this.run();
-    if (pending.length > 0) this.commandRetries = this.retryCommandSubscriptions(pending);
   }
 
-  /** Stops after the envelope in flight; nothing is marked sent that was not published. */
+  /**
+   * Stops after the envelope in flight; nothing is marked sent that was not published. A
+   * subscription still waiting for its SUBACK is not waited for: closing the transport ends it.
+   */
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
-    await this.commandRetries;
     await this.ackChain;
   }
 
-  private async subscribeCommand(filter: string, onPayload: (payload: Buffer) => void): Promise<boolean> {
-    try {
-      await this.transport.subscribe(filter, (_topic, payload) => onPayload(payload));
-      return true;
-    } catch (error) {
-      this.metrics.commandSubscribeFailures += 1;
-      this.logger.warn('could not subscribe to cloud commands; publishing goes on and the subscription is retried', { filter, error: errorMessage(error) });
-      return false;
-    }
-  }
-
-  private async retryCommandSubscriptions(pending: Array<[string, (payload: Buffer) => void]>): Promise<void> {
+  private async keepSubscribing(filter: string, onPayload: (payload: Buffer) => void): Promise<void> {
     const backoff = new Backoff(1000, 30_000);
-    for (const [filter, onPayload] of pending) {
-      while (!this.abort.signal.aborted && !(await this.subscribeCommand(filter, onPayload))) {
-        await sleep(backoff.nextDelayMs(), this.abort.signal);
+    let failures = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        await this.transport.subscribe(filter, (_topic, payload) => onPayload(payload));
+        if (failures > 0) this.logger.info('subscribed to cloud commands', { filter, failedAttempts: failures });
+        return;
+      } catch (error) {
+        if (this.abort.signal.aborted) return;
+        failures += 1;
+        this.metrics.commandSubscribeFailures += 1;
+        this.logger.warn('could not subscribe to cloud commands; publishing goes on and the subscription is retried', { filter, error: errorMessage(error) });
       }
-      if (!this.abort.signal.aborted) this.logger.info('subscribed to cloud commands', { filter });
+      await sleep(backoff.nextDelayMs(), this.abort.signal);
     }
   }
 

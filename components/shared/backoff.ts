@@ -43,3 +43,16 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * True when the promise resolves within ms, false when ms pass first (the timer is then cleared
+ * and the promise left to settle on its own). A rejection within ms is passed on.
+ */
+export async function resolvesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([promise.then(() => true), sleep(ms, timer.signal).then(() => false)]);
+  } finally {
+    timer.abort();
+  }
+}

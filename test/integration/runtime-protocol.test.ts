@@ -379,3 +379,32 @@ test('maxInFlightPublishes default 5: five publishes travel together and the six
   // Relative, not an absolute bound: the first five came as one burst, closer together than the sixth came after them.
   assert.ok(at[4] - at[0] < sixth, `the first five spread over ${Math.round(at[4] - at[0])} ms, the sixth came ${Math.round(sixth)} ms after the first`);
 });
+
+test('a SubscribeToIoTCore waiting for its SUBACK does not hold back the next request on its connection, as in the nucleus (handleRequestAsync); it fails on its own after the SUBACK timeout', { timeout: 30_000 }, async () => {
+  const broker = await startEmbeddedBroker();
+  const proxy = await FaultProxy.start({ targetHost: '127.0.0.1', targetPort: broker.port });
+  let runtime: RuntimeFixture | undefined;
+  let ipc: GreengrassIpc | undefined;
+  try {
+    runtime = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: proxy.url });
+    await waitFor('the bridge connected through the proxy', () => proxy.stats().bytesDown > 0, 10_000, 20);
+    ipc = await GreengrassIpc.connect({ logger: createLogger('async-subscribe-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    // The TCP connection stays up and nothing crosses it: the SUBACK never comes.
+    proxy.blackhole(true);
+    const order: string[] = [];
+    const subscribe = ipc.subscribeToIoTCore('proto/async/cmd', () => undefined).then(
+      () => order.push('subscribe answered'),
+      (error: unknown) => order.push(`subscribe failed: ${describeIpcError(error)}`),
+    );
+    const publish = ipc.publishToIoTCore('proto/async/data', 'x', { qos: 1 }).then(() => order.push('publish answered'));
+    const get = ipc.getConfiguration([], COMPONENT).then(() => order.push('getConfiguration answered'));
+    await Promise.all([subscribe, publish, get]);
+    assert.deepEqual(order.slice(0, 2), ['publish answered', 'getConfiguration answered'], JSON.stringify(order));
+    assert.match(order[2], /^subscribe failed: .*SUBACK/, JSON.stringify(order));
+  } finally {
+    await ipc?.close();
+    await runtime?.stop();
+    await proxy.close();
+    await broker.close();
+  }
+});
