@@ -9,6 +9,7 @@ import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { ackFor, publishAck, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
 import { EPOCHS_PREFIX, gapKey, parseGapKey } from './keys';
 import { Ledger, type SeqRange } from './ledger';
+import { countInto } from '../components/shared/heartbeat-metrics';
 
 /**
  * The integrity checker: a process of its own that reads what the archive holds and, from that
@@ -170,7 +171,7 @@ export class IntegrityChecker {
       archived += entry.ledger.count;
       if (closed.has(`${entry.device}\u0000${entry.epoch}`)) continue;
       open += entry.ledger.missingCount();
-      for (const [reason, n] of Object.entries(entry.ledger.goneByReason())) gone[reason] = (gone[reason] ?? 0) + n;
+      for (const [reason, n] of Object.entries(entry.ledger.goneByReason())) countInto(gone, reason, n);
       await this.sendAckIfDue(entry.device, entry.stream, entry.epoch, entry.ledger, nowMs);
     }
     for (const request of this.gaps.check(ledger.entries(), (device, epoch) => closed.has(`${device}\u0000${epoch}`), nowMs)) await this.sendBackfill(request);

@@ -1,5 +1,6 @@
 import type { ArchiveBackend } from './archive';
 import { GAPS_PREFIX, parseGapKey, parseRecordKey, RECORDS_PREFIX } from './keys';
+import { countInto } from '../components/shared/heartbeat-metrics';
 
 /** An inclusive [from, to] range of sequence numbers. */
 export type SeqRange = [number, number];
@@ -174,7 +175,7 @@ export class StreamLedger {
       for (let seq = from; seq <= to; seq += 1) {
         if (this.archived.has(seq) || counted.has(seq)) continue;
         counted.add(seq, seq);
-        out[reason] = (out[reason] ?? 0) + 1;
+        countInto(out, reason);
       }
     }
     return out;

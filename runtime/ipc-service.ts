@@ -10,6 +10,7 @@ import { PublishRefusedError } from './spooler';
 import { invalidIotTopicReason } from './iot-topic';
 import { hasWildcard, invalidFilterReason } from '../components/shared/topic-filter';
 import { MAX_TOPIC_BYTES } from '../components/shared/topics';
+import { countInto } from '../components/shared/heartbeat-metrics';
 
 /**
  * The Greengrass IPC services on top of the eventstream-RPC server. Operation names, request,
@@ -124,7 +125,7 @@ export class IpcService implements RpcHandlers {
   }
 
   onStreamOpen(connection: RpcConnection, streamId: number, operation: string, frame: Frame): void {
-    this.counters.calls[operation] = (this.counters.calls[operation] ?? 0) + 1;
+    countInto(this.counters.calls, operation);
     const model = serviceModel.operations.get(operation);
     const handler = this.operations[operation];
     if (!model || !handler) {
@@ -237,8 +238,7 @@ export class IpcService implements RpcHandlers {
   }
 
   private count(operation: string, outcome: string): void {
-    const key = `${operation}:${outcome}`;
-    this.counters.errors[key] = (this.counters.errors[key] ?? 0) + 1;
+    countInto(this.counters.errors, `${operation}:${outcome}`);
   }
 
   private accessControlOf(principal: string): AccessControl | undefined {

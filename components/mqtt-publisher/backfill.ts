@@ -2,6 +2,7 @@ import { checkBackfill, parseJson, type LossReason } from '../shared/envelope';
 import type { Logger } from '../shared/logger';
 import type { StreamStore } from '../shared/store';
 import type { LossReporter } from './loss-reporter';
+import { countInto } from '../shared/heartbeat-metrics';
 
 export interface BackfillMetrics {
   backfillRequests: number;
@@ -54,7 +55,7 @@ export class BackfillHandler {
 
   private reject(reason: string, payload: Buffer): void {
     const kind = reason.split(':')[0];
-    this.metrics.backfillRejected[kind] = (this.metrics.backfillRejected[kind] ?? 0) + 1;
+    countInto(this.metrics.backfillRejected, kind);
     this.logger.warn('backfill request rejected', { reason, bytes: payload.length });
   }
 }

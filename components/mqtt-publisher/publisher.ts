@@ -8,6 +8,7 @@ import { commandTopic, dataTopic } from '../shared/topics';
 import { BackfillHandler } from './backfill';
 import { LossReporter } from './loss-reporter';
 import { BackpressureError, TransportError, type Transport } from './transport';
+import { countInto } from '../shared/heartbeat-metrics';
 
 /**
  * Reads unsent records in sequence order, packs them into envelopes, publishes them with QoS 1,
@@ -310,7 +311,7 @@ export class Publisher {
       const checked = parsed.ok ? checkAck(parsed.value) : parsed;
       if (!checked.ok) {
         const kind = checked.reason.split(':')[0];
-        this.metrics.invalidAcks[kind] = (this.metrics.invalidAcks[kind] ?? 0) + 1;
+        countInto(this.metrics.invalidAcks, kind);
         this.logger.warn('invalid ack ignored', { reason: checked.reason, bytes: payload.length });
         return;
       }

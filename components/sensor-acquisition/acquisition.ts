@@ -6,6 +6,7 @@ import { monotonicMs } from '../shared/monotonic';
 import { ClockMonitor } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
+import { countInto } from '../shared/heartbeat-metrics';
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
@@ -138,7 +139,7 @@ export class Acquisition {
   }
 
   private quarantine(label: string, stream: unknown, value: unknown, reason: string, clock: ClockSync): void {
-    this.metrics.invalid[label] = (this.metrics.invalid[label] ?? 0) + 1;
+    countInto(this.metrics.invalid, label);
     this.metrics.quarantined += 1;
     const kind = RECORD_KINDS.get(STREAM_QUARANTINE)!;
     this.enqueue(kind.stream, kind.priority, quarantineData(stream, value, reason, 'acquisition'), clock);

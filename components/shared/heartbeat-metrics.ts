@@ -50,3 +50,14 @@ export class HeartbeatFigures {
     return figures;
   }
 }
+
+/**
+ * Adds to a counter keyed by a name that may come from outside (a stream name in bad sensor
+ * input, an IPC operation header, a gap reason from the archive). Written as an own property, so
+ * a key such as "toString", "constructor" or "__proto__" counts like any other instead of
+ * corrupting the counters or their prototype.
+ */
+export function countInto(counts: Record<string, number>, key: string, by = 1): void {
+  const current = Object.hasOwn(counts, key) ? counts[key] : 0;
+  Object.defineProperty(counts, key, { value: current + by, enumerable: true, writable: true, configurable: true });
+}

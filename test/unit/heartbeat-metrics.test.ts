@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HeartbeatFigures } from '../../components/shared/heartbeat-metrics';
+import { countInto, HeartbeatFigures } from '../../components/shared/heartbeat-metrics';
 
 const IPC = { connects: 1, disconnects: 0, callFailures: 0 };
 
@@ -26,4 +26,13 @@ test('reconnects are connections after the first; the last publish age is given 
   assert.equal(common.sinceLastPublishSec, 12.5);
   assert.equal(figures.common({ lastPublishAt: null }, IPC, 80_000).sinceLastPublishSec, null, 'never published');
   assert.equal('sinceLastPublishSec' in figures.common({ appended: 1 }, IPC, 90_000), false, 'not a publishing component');
+});
+
+test('countInto: keys an object already has, "__proto__" included, count like any other and leave the prototype alone', () => {
+  const counts: Record<string, number> = {};
+  for (const key of ['toString', 'constructor', '__proto__', 'valueOf', 'motor', '__proto__']) countInto(counts, key);
+  countInto(counts, 'motor', 4);
+  assert.deepEqual(Object.entries(counts).sort(), [['__proto__', 2], ['constructor', 1], ['motor', 5], ['toString', 1], ['valueOf', 1]]);
+  assert.equal(Object.getPrototypeOf(counts), Object.prototype);
+  assert.equal(JSON.parse(JSON.stringify(counts)).toString, 1, 'survives a JSON round trip as a number');
 });
