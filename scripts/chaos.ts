@@ -3,7 +3,7 @@ import { createLogger } from '../components/shared/logger';
 import { ChaosHarness, type ChaosReport, type TimelineEvent } from '../test/chaos/harness';
 import { parseDuration } from './pipeline';
 
-// npm run chaos [-- --duration 120s] [--json] [--seed N] [--drain-timeout 180s] [--root DIR]
+// npm run chaos [-- --duration 120s] [--json] [--seed N] [--transport ipc|mqtt5] [--drain-timeout 180s] [--root DIR]
 const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '120s' },
@@ -12,9 +12,15 @@ const { values } = parseArgs({
     'drain-timeout': { type: 'string', default: '180s' },
     root: { type: 'string' },
     thing: { type: 'string', default: 'chaos-elevator-01' },
+    transport: { type: 'string', default: 'ipc' },
   },
 });
 
+if (values.transport !== 'ipc' && values.transport !== 'mqtt5') {
+  process.stderr.write(`--transport must be ipc (through the runtime's spooler) or mqtt5 (MqttPublisher's own MQTT 5 connection), got ${JSON.stringify(values.transport)}\n`);
+  process.exit(2);
+}
+const transport: 'ipc' | 'mqtt5' = values.transport;
 const logger = createLogger('chaos', { thing: values.thing });
 logger.level = process.env.LOG_LEVEL ?? 'error';
 const seedText = values.seed ?? process.env.CHAOS_SEED;
@@ -32,10 +38,11 @@ function table(report: ChaosReport): string {
   );
   const verdict = Object.entries(report.guarantees).map(([name, ok]) => `  ${ok ? 'ok  ' : 'FAIL'} ${name}`);
   return [
-    `seed ${seed}`,
+    `seed ${seed}, transport ${report.transport}`,
     `sampled ${report.sampled}, archived ${report.archived}, lost ${report.lost}, duplicates in archive ${report.duplicatesInArchive}`,
     `dropped by policy ${JSON.stringify(report.droppedByPolicy)}, epoch loss ${report.epochLoss} (expected ${report.epochLossExpected}, at risk ${report.epochAtRisk})`,
     `faults ${JSON.stringify(report.faults)}${report.notFired.length ? `, not fired: ${report.notFired.join(', ')}` : ''}`,
+    ...Object.entries(report.notApplicable).map(([fault, reason]) => `not applicable: ${fault} (${reason})`),
     ...rows,
     ...verdict,
   ].join('\n');
@@ -49,6 +56,7 @@ async function main(): Promise<number> {
     thingName: values.thing!,
     seed,
     logger,
+    transport,
     onEvent: (event) => {
       if (!values.json) process.stdout.write(`${line(event)}\n`);
     },

@@ -1,14 +1,23 @@
-// Runs every compiled test file under dist/test with Node's own test runner.
-// Node 20's runner does not expand globs, so the files are listed here. --test-force-exit is
-// needed because an aws-crt client can keep the event loop alive after a test has finished.
+// Runs every compiled test file under dist/test, two at a time, each in its own Node process.
 // Usage: node scripts/run-tests.mjs [substring ...]  (only files whose path contains one of them)
-import { spawnSync } from 'node:child_process';
+//
+// Why not `node --test`: an aws-crt client can keep a test process alive after its tests have
+// finished, so --test-force-exit is needed, and under `node --test` a child force-exited before
+// its report reached the parent loses test verdicts silently, failures included, with exit code 0
+// (nodejs/node#64833; seen here as one file reporting 38 of its 50 tests). Run directly, a file's
+// runner reports straight to its own stdout, whose pipe writes are synchronous on Linux, so the
+// report is whole; and a report without its closing summary is a failure here, not a smaller count.
+import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const filters = process.argv.slice(2);
+const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 2);
+// Far above the slowest file (the chaos runs, about 4 min); only a hung process gets here.
+const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 15 * 60_000);
+const SUMMARY_KEYS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -25,10 +34,80 @@ if (files.length === 0) {
   console.error(`no test files matched ${filters.join(', ') || '(all)'}`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-force-exit', '--test-concurrency=2', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-  cwd: root,
-  // Test processes log at warn unless asked; component logs go to the runtime's log files anyway.
-  env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
-});
-process.exit(result.status ?? 1);
+
+/** The spec reporter's closing summary ("ℹ tests 12" ...), or undefined when it never came. */
+function summaryOf(output) {
+  if (!/^ℹ duration_ms [\d.]+\s*$/m.test(output)) return undefined;
+  const summary = {};
+  for (const key of SUMMARY_KEYS) {
+    const matches = [...output.matchAll(new RegExp(`^ℹ ${key} (\\d+)\\s*$`, 'gm'))];
+    if (matches.length === 0) return undefined;
+    summary[key] = Number(matches[matches.length - 1][1]);
+  }
+  return summary;
+}
+
+function runFile(file) {
+  const name = relative(root, file);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--test-force-exit', '--test-reporter=spec', file], {
+      cwd: root,
+      // Test processes log at warn unless asked; component logs go to the runtime's log files anyway.
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const chunks = [];
+    child.stdout.on('data', (chunk) => chunks.push(chunk));
+    child.stderr.on('data', (chunk) => chunks.push(chunk));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, FILE_TIMEOUT_MS);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const output = Buffer.concat(chunks).toString('utf8');
+      const summary = summaryOf(output);
+      const problems = [];
+      if (timedOut) problems.push(`still running after ${FILE_TIMEOUT_MS / 1000} s; killed`);
+      if (!summary) problems.push('its report ended before the closing summary: results are missing');
+      else if (summary.tests === 0) problems.push('it reported no tests');
+      if (summary?.fail) problems.push(`${summary.fail} failed`);
+      if (summary?.cancelled) problems.push(`${summary.cancelled} cancelled`);
+      if (code !== 0 && problems.length === 0) problems.push(`exit code ${code ?? signal}`);
+      resolve({ name, output, summary, problems, seconds: (Date.now() - started) / 1000 });
+    });
+  });
+}
+
+const results = [];
+const queue = [...files];
+async function worker() {
+  while (queue.length > 0) {
+    const result = await runFile(queue.shift());
+    results.push(result);
+    // One file's output at a time, whole, so that two running files do not interleave.
+    process.stdout.write(`\n▶ ${result.name} (${result.seconds.toFixed(1)} s)\n${result.output}`);
+    if (result.problems.length > 0) process.stdout.write(`✖ ${result.name}: ${result.problems.join('; ')}\n`);
+  }
+}
+await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
+
+const totals = Object.fromEntries(SUMMARY_KEYS.map((key) => [key, results.reduce((sum, r) => sum + (r.summary?.[key] ?? 0), 0)]));
+const failed = results.filter((r) => r.problems.length > 0).sort((a, b) => a.name.localeCompare(b.name));
+const skippedLines = results.flatMap((r) => r.output.split('\n').filter((line) => /# SKIP|^\s*﹣ /.test(line)).map((line) => `  ${r.name}: ${line.trim()}`));
+process.stdout.write(`\n══ all ${results.length} test files ══\n`);
+for (const key of SUMMARY_KEYS) process.stdout.write(`ℹ ${key} ${totals[key]}\n`);
+if (skippedLines.length > 0) process.stdout.write(`skipped:\n${skippedLines.join('\n')}\n`);
+if (failed.length > 0) {
+  process.stdout.write(`\n✖ ${failed.length} test file(s) failed:\n`);
+  for (const r of failed) process.stdout.write(`  ${r.name}: ${r.problems.join('; ')}\n`);
+  process.exit(1);
+}
+process.stdout.write('✔ every test file ran to its end and passed\n');
