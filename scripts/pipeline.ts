@@ -412,6 +412,10 @@ export class Pipeline {
     const pids = Object.values(this.runtimeStatus()?.components ?? {})
       .map((c) => c.pid)
       .filter((pid): pid is number => pid !== undefined);
+    // The local CLI is on the device and goes down with it; left open, it would chase the dying
+    // runtime's socket with reconnects until startRuntime replaced it.
+    void this.cli?.close().catch(() => undefined);
+    this.cli = undefined;
     for (const pid of pids) killGroup(pid);
     this.runtime?.kill('SIGKILL');
     return pids;

@@ -63,6 +63,9 @@ export function describeIpcError(error: unknown): string {
   return rpc?.description ?? errorMessage(error);
 }
 
+/** The least wait before reconnecting after a lost connection; the wait is 1 to 2 times this. */
+const RECONNECT_DELAY_MIN_MS = 250;
+
 export class GreengrassIpc {
   private client?: Client;
   private readonly subscriptions: Subscription[] = [];
@@ -265,6 +268,12 @@ export class GreengrassIpc {
     this.reconnecting = (async () => {
       this.options.logger.info('re-establishing IPC connection', { reason });
       await previous?.close().catch(() => undefined);
+      // Not at once: a nucleus that is going down can still accept a connection in the instant
+      // before its socket closes, and aws-crt 1.33 aborts the whole process (a fatal assert in
+      // event_stream.c) when a connection's shutdown is processed before its setup. Jittered, so
+      // the components of a restarted nucleus do not all come back in the same instant either.
+      await sleep(RECONNECT_DELAY_MIN_MS + Math.random() * RECONNECT_DELAY_MIN_MS);
+      if (this.closed) return;
       await this.establish();
     })()
       .catch((error) => {
