@@ -101,7 +101,7 @@ await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, wo
 
 const totals = Object.fromEntries(SUMMARY_KEYS.map((key) => [key, results.reduce((sum, r) => sum + (r.summary?.[key] ?? 0), 0)]));
 const failed = results.filter((r) => r.problems.length > 0).sort((a, b) => a.name.localeCompare(b.name));
-const skippedLines = results.flatMap((r) => r.output.split('\n').filter((line) => /# SKIP|^\s*﹣ /.test(line)).map((line) => `  ${r.name}: ${line.trim()}`));
+const skippedLines = [...new Set(results.flatMap((r) => r.output.split('\n').filter((line) => /# SKIP|^\s*﹣ /.test(line)).map((line) => `  ${r.name}: ${line.trim().replace(/ \([\d.]+ms\)/, '')}`)))];
 process.stdout.write(`\n══ all ${results.length} test files ══\n`);
 for (const key of SUMMARY_KEYS) process.stdout.write(`ℹ ${key} ${totals[key]}\n`);
 if (skippedLines.length > 0) process.stdout.write(`skipped:\n${skippedLines.join('\n')}\n`);
