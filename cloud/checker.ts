@@ -7,7 +7,7 @@ import type { ArchiveBackend } from './archive';
 import { AlertManager, alertId, CLOUD_DEVICE, fireArchiveError, type AlertSink, type AlertStats } from './alerts';
 import { ArchiveFileSink, LogSink, readActiveAlerts } from './alert-sinks';
 import { ackFor, publishAck, publishBackfill, countSeqs, expirePermanentGapAlerts, firePermanentGap, GapTracker } from './gap-tracker';
-import { EPOCHS_PREFIX, gapKey, parseGapKey } from './keys';
+import { CHECKER_STATUS_KEY, EPOCHS_PREFIX, gapKey, parseGapKey } from './keys';
 import { Ledger, type SeqRange } from './ledger';
 import { countInto } from '../components/shared/heartbeat-metrics';
 
@@ -38,7 +38,6 @@ export interface IntegrityCheckerOptions {
   now?: () => Date;
 }
 
-export const CHECKER_STATUS_KEY = '_status/checker.json';
 export const DEFAULT_CHECK_INTERVAL_MS = 5_000;
 export const DEFAULT_ACK_REPEAT_MS = 60_000;
 

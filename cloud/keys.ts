@@ -27,6 +27,15 @@ export function instanceStatusKey(clientId: string): string {
   return `_status/ingest-${encodeKeySegment(clientId)}.json`;
 }
 
+export const STATUS_PREFIX = '_status/';
+export const CHECKER_STATUS_KEY = '_status/checker.json';
+
+/** The instance (client id) whose status a key holds, or undefined for any other key. */
+export function parseInstanceStatusKey(key: string): string | undefined {
+  const match = /^_status\/ingest-([^/]+)\.json$/.exec(key);
+  return match ? decodeKeySegment(match[1]) : undefined;
+}
+
 /** Zero-padded so that lexicographic key order (how S3 lists) equals numeric sequence order. */
 export const SEQ_DIGITS = 12;
 export const MAX_KEY_SEQ = 10 ** SEQ_DIGITS - 1;

@@ -1,6 +1,7 @@
 import type { ArchiveBackend } from '../archive';
-import { decodeKeySegment, GAPS_PREFIX, HEALTH_PREFIX, parseGapKey, STATUS_KEY } from '../keys';
+import { CHECKER_STATUS_KEY, decodeKeySegment, GAPS_PREFIX, HEALTH_PREFIX, parseGapKey, parseInstanceStatusKey, STATUS_KEY, STATUS_PREFIX } from '../keys';
 import { DEVICE_STATUS_PREFIX } from '../device-status';
+import { countInto } from '../../components/shared/heartbeat-metrics';
 
 /**
  * What the fleet view shows, built only through ArchiveBackend (get / list), so the same code
@@ -81,6 +82,32 @@ export interface IngestView {
   lossReports: number;
 }
 
+/** One instance of a shared-subscription group (`--integrity checker`), from `_status/ingest-<id>.json`. */
+export interface IngestInstanceView extends IngestView {
+  instance: string;
+  key: string;
+}
+
+/** The integrity checker, from `_status/checker.json`. */
+export interface CheckerView {
+  updatedAt: string | null;
+  ageSec: number | null;
+  /** No pass written for staleCheckerSec: the checker is down, stuck, or its schedule stopped. */
+  stale: boolean;
+  passes: number;
+  passErrors: number;
+  lastPassAt: string | null;
+  streams: number;
+  recordsArchived: number;
+  openGapRecords: number;
+  permanentGapRecords: number;
+  epochLoss: number;
+  acksSent: number;
+  ackErrors: number;
+  backfillRequests: number;
+  archiveErrors: number;
+}
+
 export interface AlertView {
   alertId: string;
   kind: string;
@@ -117,7 +144,14 @@ export interface Problem {
 export interface FleetModel {
   generatedAt: string;
   devices: DeviceView[];
+  /**
+   * The ingest's counters: the single ingest's (`_status/ingest.json`), or, where only the
+   * instances of a group write status, their sums (stale only when every instance is).
+   */
   ingest: IngestView | null;
+  /** Each instance of a shared-subscription group, by name; empty for a single ingest. */
+  ingestInstances: IngestInstanceView[];
+  checker: CheckerView | null;
   alerts: AlertView[];
   alertsUpdatedAt: string | null;
   /** The most recent permanent gaps, newest first (at most maxGaps). */
@@ -132,6 +166,8 @@ export interface BuildOptions {
   staleHealthSec?: number;
   /** Ingest status older than this is flagged stale (default 10 s; it is rewritten every second). */
   staleIngestSec?: number;
+  /** Checker status older than this is flagged stale (default 60 s: twelve of its default 5 s passes; raise it for a scheduled checker). */
+  staleCheckerSec?: number;
   maxGaps?: number;
   /**
    * Gap objects never change once written, so their bodies are remembered between builds; without
@@ -142,6 +178,7 @@ export interface BuildOptions {
 
 export const DEFAULT_STALE_HEALTH_SEC = 90;
 export const DEFAULT_STALE_INGEST_SEC = 10;
+export const DEFAULT_STALE_CHECKER_SEC = 60;
 export const DEFAULT_MAX_GAPS = 20;
 /** Caps the gap bodies read in one build, so a huge backlog of gaps is read over several seconds instead of stalling one. */
 const MAX_GAP_READS_PER_BUILD = 500;
@@ -159,14 +196,32 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
   const problems: Problem[] = [];
   const staleHealthSec = options.staleHealthSec ?? DEFAULT_STALE_HEALTH_SEC;
 
-  const [healthKeys, fleetKeys, statusKeys, ingestBody, alertsBody] = await Promise.all([
+  const staleIngestSec = options.staleIngestSec ?? DEFAULT_STALE_INGEST_SEC;
+  const [healthKeys, fleetKeys, statusKeys, serviceStatusKeys, ingestBody, alertsBody, checkerBody] = await Promise.all([
     listOrReport(archive, HEALTH_PREFIX, problems),
     listOrReport(archive, FLEET_STATUS_PREFIX, problems),
     listOrReport(archive, DEVICE_STATUS_PREFIX, problems),
+    listOrReport(archive, STATUS_PREFIX, problems),
     readJson(archive, STATUS_KEY, problems),
     readJson(archive, ACTIVE_ALERTS_KEY, problems),
+    readJson(archive, CHECKER_STATUS_KEY, problems),
   ]);
-  const ingest = ingestBody === undefined ? null : toIngestView(ingestBody, now, options.staleIngestSec ?? DEFAULT_STALE_INGEST_SEC, problems);
+  const ingestInstances = (
+    await Promise.all(
+      serviceStatusKeys.map(async (key) => {
+        const instance = parseInstanceStatusKey(key);
+        if (instance === undefined) return undefined;
+        const body = await readJson(archive, key, problems);
+        const view = body === undefined ? null : toIngestView(body, now, staleIngestSec, problems, key);
+        return view ? { ...view, instance, key } : undefined;
+      }),
+    )
+  )
+    .filter((view): view is IngestInstanceView => view !== undefined)
+    .sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
+  const single = ingestBody === undefined ? null : toIngestView(ingestBody, now, staleIngestSec, problems);
+  const ingest = single ?? (ingestInstances.length > 0 ? sumIngestViews(ingestInstances) : null);
+  const checker = checkerBody === undefined ? null : toCheckerView(checkerBody, now, options.staleCheckerSec ?? DEFAULT_STALE_CHECKER_SEC, problems);
   const skewed = new Set(ingest?.devicesSkewed ?? []);
 
   const healthByDevice = new Map<string, string>();
@@ -208,6 +263,8 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
     generatedAt: now.toISOString(),
     devices,
     ingest,
+    ingestInstances,
+    checker,
     alerts: alertsView.alerts,
     alertsUpdatedAt: alertsView.updatedAt,
     ...gaps,
@@ -439,18 +496,16 @@ function parseFleetStatus(key: string, body: unknown, problems: Problem[]): Pars
   };
 }
 
-function toIngestView(body: unknown, now: Date, staleIngestSec: number, problems: Problem[]): IngestView | null {
+function toIngestView(body: unknown, now: Date, staleIngestSec: number, problems: Problem[], key = STATUS_KEY): IngestView | null {
   if (!isObject(body)) {
-    problems.push({ key: STATUS_KEY, problem: 'ingest status is not an object' });
+    problems.push({ key, problem: 'ingest status is not an object' });
     return null;
   }
   const count = (name: string): number => (typeof body[name] === 'number' ? (body[name] as number) : 0);
   const counts = (name: string): Record<string, number> =>
     isObject(body[name]) ? Object.fromEntries(Object.entries(body[name] as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number')) : {};
-  if (typeof body.recordsArchived !== 'number') problems.push({ key: STATUS_KEY, problem: 'ingest status has no recordsArchived' });
-  const updatedAt = typeof body.updatedAt === 'string' ? body.updatedAt : null;
-  const updatedMs = updatedAt ? Date.parse(updatedAt) : NaN;
-  const ageSec = Number.isFinite(updatedMs) ? Math.max(0, Math.round((now.getTime() - updatedMs) / 1000)) : null;
+  if (typeof body.recordsArchived !== 'number') problems.push({ key, problem: 'ingest status has no recordsArchived' });
+  const { updatedAt, ageSec } = ageOf(body, now);
   const rejected = counts('rejected');
   const invalidRecords = counts('invalidRecords');
   return {
@@ -471,6 +526,75 @@ function toIngestView(body: unknown, now: Date, staleIngestSec: number, problems
     archiveErrors: count('archiveErrors'),
     epochLoss: count('epochLoss'),
     lossReports: count('lossReports'),
+  };
+}
+
+function ageOf(body: Record<string, unknown>, now: Date): { updatedAt: string | null; ageSec: number | null } {
+  const updatedAt = typeof body.updatedAt === 'string' ? body.updatedAt : null;
+  const updatedMs = updatedAt ? Date.parse(updatedAt) : NaN;
+  return { updatedAt, ageSec: Number.isFinite(updatedMs) ? Math.max(0, Math.round((now.getTime() - updatedMs) / 1000)) : null };
+}
+
+/**
+ * The group's counters as one ingest: sums, the newest update, stale only when every instance is
+ * (each instance's own state is in ingestInstances), connected when every live instance is.
+ */
+function sumIngestViews(views: IngestInstanceView[]): IngestView {
+  const total = (pick: (v: IngestView) => number): number => sumOf(views.map(pick));
+  const merged = (pick: (v: IngestView) => Record<string, number>): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const view of views) for (const [name, n] of Object.entries(pick(view))) countInto(out, name, n);
+    return out;
+  };
+  const newest = [...views].sort((a, b) => (b.updatedAt ?? '').localeCompare(a.updatedAt ?? ''))[0];
+  const live = views.filter((v) => !v.stale);
+  return {
+    connected: live.length === 0 ? null : live.every((v) => v.connected !== false),
+    // A group has no single start; the rate code reads a changed startedAt as a restart.
+    startedAt: views.map((v) => `${v.instance}@${v.startedAt ?? ''}`).sort().join(' '),
+    updatedAt: newest.updatedAt,
+    ageSec: newest.ageSec,
+    stale: live.length === 0,
+    recordsArchived: total((v) => v.recordsArchived),
+    duplicatesDropped: total((v) => v.duplicatesDropped),
+    rejected: merged((v) => v.rejected),
+    rejectedTotal: total((v) => v.rejectedTotal),
+    invalidRecords: merged((v) => v.invalidRecords),
+    invalidTotal: total((v) => v.invalidTotal),
+    clockSkewFlags: total((v) => v.clockSkewFlags),
+    devicesSkewed: [...new Set(views.flatMap((v) => v.devicesSkewed))].sort(),
+    backfillRequests: total((v) => v.backfillRequests),
+    archiveErrors: total((v) => v.archiveErrors),
+    epochLoss: total((v) => v.epochLoss),
+    lossReports: total((v) => v.lossReports),
+  };
+}
+
+function toCheckerView(body: unknown, now: Date, staleCheckerSec: number, problems: Problem[]): CheckerView | null {
+  if (!isObject(body)) {
+    problems.push({ key: CHECKER_STATUS_KEY, problem: 'checker status is not an object' });
+    return null;
+  }
+  const count = (name: string): number => (typeof body[name] === 'number' ? (body[name] as number) : 0);
+  if (typeof body.passes !== 'number') problems.push({ key: CHECKER_STATUS_KEY, problem: 'checker status has no passes' });
+  const { updatedAt, ageSec } = ageOf(body, now);
+  const permanent = isObject(body.permanentGapRecords) ? Object.values(body.permanentGapRecords).filter((n): n is number => typeof n === 'number') : [];
+  return {
+    updatedAt,
+    ageSec,
+    stale: ageSec === null || ageSec > staleCheckerSec,
+    passes: count('passes'),
+    passErrors: count('passErrors'),
+    lastPassAt: typeof body.lastPassAt === 'string' ? body.lastPassAt : null,
+    streams: count('streams'),
+    recordsArchived: count('recordsArchived'),
+    openGapRecords: count('openGapRecords'),
+    permanentGapRecords: sumOf(permanent),
+    epochLoss: count('epochLoss'),
+    acksSent: count('acksSent'),
+    ackErrors: count('ackErrors'),
+    backfillRequests: count('backfillRequests'),
+    archiveErrors: count('archiveErrors'),
   };
 }
 

@@ -47,6 +47,7 @@ export const FLEET_PAGE_HTML = `<!doctype html>
   <span>updated <time data-testid="last-update" id="last-update">never</time></span>
   <span id="connection" data-testid="connection" data-state="connecting">connecting</span>
   <span class="muted" id="ingest-state" data-testid="ingest-state"></span>
+  <span class="muted" id="checker-state" data-testid="checker-state"></span>
 </header>
 <main>
   <section class="wide problems" id="problems" data-testid="problems"></section>
@@ -60,6 +61,7 @@ export const FLEET_PAGE_HTML = `<!doctype html>
     <h2>Throughput (records archived per second)</h2>
     <svg class="chart" data-testid="chart-throughput" id="chart-throughput" viewBox="0 0 600 150" preserveAspectRatio="none" role="img" aria-label="throughput over time"></svg>
     <div class="counters" id="counters" data-testid="ingest"></div>
+    <div id="ingest-instances" data-testid="ingest-instances"></div>
   </section>
   <section>
     <h2>Alerts and faults <span class="muted" id="alerts-updated"></span></h2>
@@ -172,10 +174,37 @@ export const FLEET_PAGE_HTML = `<!doctype html>
     replace('gaps', [el('table', {}, [el('thead', {}, [el('tr', {}, ['device / stream', 'seqs', 'size', 'reason', 'at'].map(function (h) { return el('th', { text: h }); }))]), el('tbody', {}, rows)])]);
   }
 
+  function instanceState(i) {
+    return i.stale ? 'NOT UPDATING (last ' + ago(i.ageSec) + ')' : i.connected === false ? 'disconnected from the broker' : 'running';
+  }
+
+  function renderInstances(model) {
+    var instances = model.ingestInstances;
+    if (instances.length === 0) return replace('ingest-instances', []);
+    var rows = instances.map(function (i) {
+      return el('tr', { 'data-testid': 'ingest-instance', 'data-stale': String(i.stale) }, [
+        el('td', { text: i.instance }), el('td', { text: instanceState(i) }), el('td', { text: String(i.recordsArchived) + ' archived' }),
+      ]);
+    });
+    replace('ingest-instances', [el('table', {}, [el('thead', {}, [el('tr', {}, ['ingest instance', 'state', 'since its start'].map(function (h) { return el('th', { text: h }); }))]), el('tbody', {}, rows)])]);
+  }
+
+  function renderChecker(model) {
+    var c = model.checker;
+    document.getElementById('checker-state').textContent = !c ? ''
+      : 'integrity checker ' + (c.stale ? 'NOT UPDATING (last ' + ago(c.ageSec) + ')'
+        : 'pass ' + c.passes + ' ' + ago(c.ageSec) + ': ' + c.openGapRecords + ' records in open gaps, ' + c.permanentGapRecords + ' in permanent gaps' + (c.passErrors ? ', ' + c.passErrors + ' failed passes' : ''));
+  }
+
   function renderIngest(model) {
     var i = model.ingest;
+    var dead = model.ingestInstances.filter(function (x) { return x.stale; });
     document.getElementById('ingest-state').textContent = !i ? 'cloud ingest: no status yet'
-      : 'cloud ingest ' + (i.stale ? 'NOT UPDATING (last ' + ago(i.ageSec) + ')' : i.connected === false ? 'disconnected from the broker' : 'running');
+      : model.ingestInstances.length > 0
+        ? 'cloud ingest: ' + model.ingestInstances.length + ' instances' + (dead.length ? ', ' + dead.length + ' NOT UPDATING (' + dead.map(function (x) { return x.instance; }).join(', ') + ')' : ', all running')
+        : 'cloud ingest ' + instanceState(i);
+    renderInstances(model);
+    renderChecker(model);
     if (!i) return replace('counters', []);
     var figures = [['archived', i.recordsArchived], ['duplicates dropped', i.duplicatesDropped], ['rejected', i.rejectedTotal], ['invalid records', i.invalidTotal],
       ['backfill requests', i.backfillRequests], ['clock skew flags', i.clockSkewFlags], ['epoch loss', i.epochLoss], ['archive errors', i.archiveErrors]];

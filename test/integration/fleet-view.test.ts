@@ -4,6 +4,9 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { LocalFolderArchive } from '../../cloud/archive';
+import { FleetViewServer } from '../../cloud/fleet-view/server';
+import { CHECKER_STATUS_KEY, instanceStatusKey } from '../../cloud/keys';
 import { createLogger } from '../../components/shared/logger';
 import { Pipeline, PROJECT_ROOT } from '../../scripts/pipeline';
 import { tempRoot } from '../helpers/runtime-fixture';
@@ -147,5 +150,44 @@ test(
     assert.ok(url);
     await assert.rejects(fetch(`${url}healthz`), 'the view stops with the pipeline');
     rmSync(root, { recursive: true, force: true });
+  },
+);
+
+test(
+  'with a shared-subscription group and a checker, the page lists each ingest instance and flags the one that stopped updating; the checker line turns NOT UPDATING when its status ages',
+  { skip: chromiumPath ? false : CHROMIUM_MISSING, timeout: 60_000 },
+  async () => {
+    const root = tempRoot('fleet-view-group-');
+    const archive = new LocalFolderArchive(root);
+    const status = (recordsArchived: number, updatedAt: Date) =>
+      JSON.stringify({ recordsArchived, rejected: {}, invalidRecords: {}, connected: true, startedAt: new Date(Date.now() - 600_000).toISOString(), updatedAt: updatedAt.toISOString() });
+    await archive.put(instanceStatusKey('ingest-a'), status(120, new Date()));
+    await archive.put(instanceStatusKey('ingest-b'), status(80, new Date()));
+    await archive.put(instanceStatusKey('ingest-c'), status(5, new Date(Date.now() - 300_000)));
+    const checkerStatus = (updatedAt: Date) =>
+      JSON.stringify({ passes: 9, passErrors: 0, lastPassAt: updatedAt.toISOString(), openGapRecords: 3, permanentGapRecords: { 'age-cap': 2 }, updatedAt: updatedAt.toISOString() });
+    await archive.put(CHECKER_STATUS_KEY, checkerStatus(new Date()));
+    const server = new FleetViewServer({ archive, port: 0, sampleIntervalMs: 200, build: { staleCheckerSec: 5 } });
+    let browser: Browser | undefined;
+    try {
+      const url = await server.start();
+      browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+      const page = await browser.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (error) => pageErrors.push(error.message));
+      await page.goto(url);
+      await page.waitForSelector('[data-testid="ingest-instance"]', { timeout: 10_000 });
+      const rows = await page.$$eval('[data-testid="ingest-instance"]', (trs) => trs.map((tr) => [tr.children[0].textContent, tr.getAttribute('data-stale'), tr.children[2].textContent]));
+      assert.deepEqual(rows, [['ingest-a', 'false', '120 archived'], ['ingest-b', 'false', '80 archived'], ['ingest-c', 'true', '5 archived']]);
+      assert.match((await page.getByTestId('ingest-state').textContent()) ?? '', /3 instances, 1 NOT UPDATING \(ingest-c\)/);
+      assert.equal(await page.locator('[data-testid="counter-archived"] b').textContent(), '205', 'the counters are the sums');
+      assert.match((await page.getByTestId('checker-state').textContent()) ?? '', /^integrity checker pass 9 .*: 3 records in open gaps, 2 in permanent gaps$/);
+      await page.waitForFunction(() => /NOT UPDATING/.test((globalThis as any).document.querySelector('[data-testid="checker-state"]').textContent), undefined, { timeout: 15_000 });
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await browser?.close();
+      await server.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
   },
 );

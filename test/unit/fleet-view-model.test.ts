@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { ArchiveBackend } from '../../cloud/archive';
-import { gapKey, healthKey, STATUS_KEY } from '../../cloud/keys';
+import { CHECKER_STATUS_KEY, gapKey, healthKey, instanceStatusKey, STATUS_KEY } from '../../cloud/keys';
 import { ACTIVE_ALERTS_KEY, buildFleetModel, FleetSampler, GapCache, TimeSeries, type FleetModel, type IngestView } from '../../cloud/fleet-view/model';
 import { withArchive } from '../helpers/cloud-fixtures';
 import { deviceStatusKey } from '../../cloud/device-status';
@@ -243,6 +243,41 @@ describe('buildFleetModel', () => {
       assert.deepEqual(model.problems.map((p) => p.key), [deviceStatusKey('elevator-c')]);
     }));
 
+  test('with a shared-subscription group: each instance with its own state, their sums as the ingest, a dead one flagged; the checker\'s last pass', () =>
+    withArchive(async (archive) => {
+      await archive.put(instanceStatusKey('ingest-a'), ingestStatus(100, secondsBefore(1)));
+      await archive.put(instanceStatusKey('ingest:b'), ingestStatus(50, secondsBefore(1)));
+      await archive.put(instanceStatusKey('ingest-c'), ingestStatus(7, secondsBefore(300)));
+      await archive.put(
+        CHECKER_STATUS_KEY,
+        JSON.stringify({ passes: 12, passErrors: 1, lastPassAt: secondsBefore(3), streams: 4, recordsArchived: 157, openGapRecords: 2, permanentGapRecords: { 'byte-cap': 3, 'age-cap': 4 }, epochLoss: 0, acksSent: 30, ackErrors: 0, backfillRequests: 2, archiveErrors: 0, updatedAt: secondsBefore(3) }),
+      );
+      const model = await buildFleetModel(archive, NOW);
+      assert.deepEqual(model.problems, []);
+      assert.deepEqual(
+        model.ingestInstances.map((i) => [i.instance, i.recordsArchived, i.stale]),
+        [['ingest-a', 100, false], ['ingest-c', 7, true], ['ingest:b', 50, false]],
+      );
+      assert.equal(model.ingest?.recordsArchived, 157);
+      assert.equal(model.ingest?.stale, false, 'the group is live while one instance is');
+      assert.deepEqual(model.ingest?.rejected, { schema: 6, checksum: 3 });
+      assert.equal(model.ingest?.rejectedTotal, 9);
+      assert.equal(model.checker?.stale, false);
+      assert.equal(model.checker?.passes, 12);
+      assert.equal(model.checker?.permanentGapRecords, 7);
+      assert.equal(model.checker?.openGapRecords, 2);
+
+      const later = await buildFleetModel(archive, new Date(NOW.getTime() + 120_000));
+      assert.equal(later.ingest?.stale, true, 'every instance stale: the group is');
+      assert.equal(later.checker?.stale, true, 'no pass for two minutes');
+
+      await archive.put(STATUS_KEY, ingestStatus(9, secondsBefore(1)));
+      assert.equal((await buildFleetModel(archive, NOW)).ingest?.recordsArchived, 9, 'a single ingest\'s status wins over the sums');
+
+      await archive.put(CHECKER_STATUS_KEY, '[1]');
+      assert.deepEqual((await buildFleetModel(archive, NOW)).problems, [{ key: CHECKER_STATUS_KEY, problem: 'checker status is not an object' }]);
+    }));
+
   test('an archive that cannot be read is reported, not thrown', async () => {
     const broken: ArchiveBackend = {
       put: async () => undefined,
@@ -299,6 +334,8 @@ describe('FleetSampler', () => {
       generatedAt: NOW.toISOString(),
       devices: backlogs.map((backlogRecords, i) => ({ device: `d${i}`, backlogRecords, backlogAgeSec: backlogRecords === null ? null : i * 10 }) as FleetModel['devices'][number]),
       ingest: ingest === null ? null : ({ stale: false, startedAt: 'S1', ...ingest } as IngestView),
+      ingestInstances: [],
+      checker: null,
       alerts: [],
       alertsUpdatedAt: null,
       gaps: [],
