@@ -3,6 +3,7 @@ import { resolvesWithin } from '../components/shared/backoff';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
+import { RateLimiter } from './rate-limiter';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
 import { topicMatches } from '../components/shared/topic-filter';
 
@@ -24,10 +25,16 @@ export interface IotBridgeOptions {
   keepQos0WhenOffline?: boolean;
   /** Client certificate, key and CA for an mqtts:// broker (the nucleus's own connection is mutual TLS). */
   tls?: BrokerTlsFiles;
+  /**
+   * Publishes per second and payload bytes per second on this connection: the nucleus paces to
+   * IoT Core's per-connection limits, 100 and 512 KiB (AwsIotMqtt5Client); `false` does not pace.
+   */
+  pacing?: { publishesPerSec: number; bytesPerSec: number } | false;
   logger: Logger;
 }
 
 export const DEFAULT_MAX_IN_FLIGHT_PUBLISHES = 5;
+export const IOT_CORE_PACING = { publishesPerSec: 100, bytesPerSec: 512 * 1024 };
 /** How long stop waits for a graceful DISCONNECT (in-flight PUBACKs first) before it closes the socket. */
 const STOP_TIMEOUT_MS = 5000;
 export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 128 * 1024;
@@ -36,7 +43,9 @@ export type IotMessageListener = (topic: string, payload: Buffer, retain: boolea
 
 export class IotBridge {
   readonly spooler: Spooler;
-  readonly counters = { published: 0, publishFailures: 0, received: 0, connects: 0, disconnects: 0 };
+  readonly counters = { published: 0, publishFailures: 0, received: 0, connects: 0, disconnects: 0, pacedWaits: 0 };
+  private readonly pace?: { publishes: RateLimiter; bytes: RateLimiter };
+  private pacedDrain?: NodeJS.Timeout;
   private client?: MqttClient;
   private readonly inFlight = new Set<number>();
   private readonly listeners = new Map<number, { filter: string; listener: IotMessageListener }>();
@@ -51,6 +60,8 @@ export class IotBridge {
     this.spooler = new Spooler(options.spoolerMaxBytes);
     this.maxInFlight = options.maxInFlightPublishes ?? DEFAULT_MAX_IN_FLIGHT_PUBLISHES;
     this.maxMessageSize = options.maxMessageSizeInBytes ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES;
+    const pacing = options.pacing ?? IOT_CORE_PACING;
+    if (pacing) this.pace = { publishes: new RateLimiter(pacing.publishesPerSec), bytes: new RateLimiter(pacing.bytesPerSec) };
   }
 
   get connected(): boolean {
@@ -115,6 +126,7 @@ export class IotBridge {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.pacedDrain);
     const client = this.client;
     if (!client) return;
     // A graceful end waits for in-flight PUBACKs; over a link that swallows everything they never
@@ -150,8 +162,22 @@ export class IotBridge {
 
   private drain(): void {
     while (this.connected && this.inFlight.size < this.maxInFlight) {
+      if (this.pacedDrain) return;
+      const waitMs = this.pace ? Math.max(this.pace.publishes.waitMs(), this.pace.bytes.waitMs()) : 0;
+      if (waitMs > 0) {
+        // Messages wait in the spooler, as on a nucleus, while the pace holds them.
+        if (!this.spooler.next(this.inFlight)) return;
+        this.counters.pacedWaits += 1;
+        this.pacedDrain = setTimeout(() => {
+          this.pacedDrain = undefined;
+          this.drain();
+        }, Math.ceil(waitMs));
+        return;
+      }
       const message = this.spooler.next(this.inFlight);
       if (!message) return;
+      this.pace?.publishes.take(1);
+      this.pace?.bytes.take(message.payload.length);
       this.send(message);
     }
   }

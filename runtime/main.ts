@@ -19,6 +19,7 @@ const { values } = parseArgs({
     config: { type: 'string' },
     only: { type: 'string' },
     'spooler-max-bytes': { type: 'string' },
+    'iot-pacing': { type: 'string', default: 'on' },
     'restart-delay-ms': { type: 'string' },
     'error-reset-ms': { type: 'string' },
     'deployment-profile': { type: 'string', default: 'cloud' },
@@ -35,6 +36,7 @@ if (values.help) {
       '  [--thing elevator-dev-01] [--broker mqtt://host:port (default: embedded aedes)] [--config merge.json|yaml]\n' +
       '  [--cert device.pem.crt --key private.pem.key] [--ca AmazonRootCA1.pem] (with an mqtts:// --broker)\n' +
       '  [--only Comp1,Comp2] [--spooler-max-bytes 2621440] [--restart-delay-ms 0] [--error-reset-ms 3600000]\n' +
+      '  [--iot-pacing on|off] (on: 100 publishes/s and 512 KiB/s on the IoT connection, as the nucleus paces)\n' +
       '  [--deployment-profile cloud|cli] [--update-timeout-sec 60] [--validation-timeout-sec 20] [--settle-ms 2000]\n' +
       'Deploy to it with: node dist/scripts/deploy.js --root <same root> ... (see runtime/README.md)\n',
   );
@@ -59,6 +61,11 @@ async function main(): Promise<void> {
     process.stderr.write(`--deployment-profile must be cloud or cli, got "${profile}"\n`);
     process.exit(2);
   }
+  const pacing = values['iot-pacing'];
+  if (pacing !== 'on' && pacing !== 'off') {
+    process.stderr.write(`--iot-pacing must be on or off, got "${pacing}"\n`);
+    process.exit(2);
+  }
   const configurationMerge = values.config ? (YAML.parse(readFileSync(values.config, 'utf8')) as Record<string, Record<string, unknown>>) : undefined;
   const runtime = new LocalRuntime({
     root: values.root!,
@@ -70,6 +77,7 @@ async function main(): Promise<void> {
     configurationMerge,
     only: values.only ? values.only.split(',') : undefined,
     spoolerMaxBytes: positiveNumberFlag('spooler-max-bytes', values['spooler-max-bytes']),
+    iotPacing: pacing === 'on',
     restartDelayMs: positiveNumberFlag('restart-delay-ms', values['restart-delay-ms']),
     errorResetTimeMs: positiveNumberFlag('error-reset-ms', values['error-reset-ms']),
     deployments: {

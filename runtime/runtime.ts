@@ -72,6 +72,8 @@ export interface RuntimeOptions {
   maxInFlightPublishes?: number;
   /** Nucleus mqtt.spooler.keepQos0WhenOffline (default false). */
   keepQos0WhenOffline?: boolean;
+  /** Pace the IoT connection to 100 publishes/s and 512 KiB/s as the nucleus does (default true). */
+  iotPacing?: boolean;
   errorResetTimeMs?: number;
   restartDelayMs?: number;
   /** Start only these components (and nothing else); all when absent. */
@@ -91,7 +93,8 @@ export interface RuntimeStatus {
   brokerUrl: string;
   socketPath: string;
   components: Record<string, { state: ComponentState; pid?: number; restarts: number; errors: number; version?: string }>;
-  spooler: { bytes: number; messages: number; rejected: number };
+  /** pacedWaits: how often the IoT connection's pace held a spooled message back. */
+  spooler: { bytes: number; messages: number; rejected: number; pacedWaits: number };
   ipc: { connectionsAccepted: number; connectionsRejected: number; protocolErrors: number };
 }
 
@@ -197,6 +200,7 @@ export class LocalRuntime implements RuntimeControl {
       spoolerMaxBytes: this.options.spoolerMaxBytes,
       maxInFlightPublishes: this.options.maxInFlightPublishes,
       keepQos0WhenOffline: this.options.keepQos0WhenOffline,
+      pacing: this.options.iotPacing === false ? false : undefined,
       tls: this.options.brokerTls,
       logger,
     });
@@ -305,7 +309,7 @@ export class LocalRuntime implements RuntimeControl {
       brokerUrl: this.brokerUrl,
       socketPath: this.socketPath,
       components,
-      spooler: { bytes: this.bridge?.spooler.sizeBytes ?? 0, messages: this.bridge?.spooler.length ?? 0, rejected: this.bridge?.spooler.counters.rejected ?? 0 },
+      spooler: { bytes: this.bridge?.spooler.sizeBytes ?? 0, messages: this.bridge?.spooler.length ?? 0, rejected: this.bridge?.spooler.counters.rejected ?? 0, pacedWaits: this.bridge?.counters.pacedWaits ?? 0 },
       ipc: this.server?.counters ?? { connectionsAccepted: 0, connectionsRejected: 0, protocolErrors: 0 },
     };
   }

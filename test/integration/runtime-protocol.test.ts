@@ -408,3 +408,43 @@ test('a SubscribeToIoTCore waiting for its SUBACK does not hold back the next re
     await broker.close();
   }
 });
+
+test('the IoT connection is paced as the nucleus paces it: 100 publishes/s and 512 KiB/s of payload, the rest waiting in the spooler', { timeout: 30_000 }, async () => {
+  const broker = await startEmbeddedBroker();
+  const observer = mqtt.connect(broker.url, { clientId: 'pacing-observer' });
+  const arrivals: Array<{ topic: string; at: number }> = [];
+  let runtime: RuntimeFixture | undefined;
+  let ipc: GreengrassIpc | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => observer.once('connect', () => resolve()).once('error', reject));
+    await new Promise<void>((resolve, reject) => observer.subscribe('proto/pace/#', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+    observer.on('message', (topic) => arrivals.push({ topic, at: performance.now() }));
+    runtime = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: broker.url });
+    ipc = await GreengrassIpc.connect({ logger: createLogger('pacing-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    await waitFor('the bridge connected', () => (runtime!.runtime as unknown as { bridge: IotBridge }).bridge.connected, 10_000, 20);
+
+    // 151 small publishes handed over at once: the 150 after the first are 10 ms apart at the broker.
+    await Promise.all(Array.from({ length: 151 }, (_, n) => ipc!.publishToIoTCore(`proto/pace/count/${n}`, 'x', { qos: 1 })));
+    await waitFor('151 messages at the broker', () => arrivals.filter((a) => a.topic.startsWith('proto/pace/count/')).length >= 151, 15_000, 10);
+    const counted = arrivals.filter((a) => a.topic.startsWith('proto/pace/count/'));
+    const spread = counted[150].at - counted[0].at;
+    assert.ok(spread >= 1500 * 0.9, `151 publishes spread over ${Math.round(spread)} ms; at 100/s that is at least 1500 ms`);
+    assert.ok(runtime.runtime.status().spooler.pacedWaits > 0, 'the pace held messages in the spooler');
+
+    // Eight 100 KiB payloads after a second idle: one second of budget (512 KiB) is stored, as in
+    // the nucleus's limiter, so the first five go at once and the rest wait for the budget; the
+    // eighth leaves once 700 KiB have been paid for, (700 - 512) / 512 s = 367 ms after the first.
+    await new Promise((r) => setTimeout(r, 1100));
+    const big = Buffer.alloc(100 * 1024, 7);
+    await Promise.all(Array.from({ length: 8 }, (_, n) => ipc!.publishToIoTCore(`proto/pace/bytes/${n}`, big, { qos: 1 })));
+    await waitFor('the eight large messages at the broker', () => arrivals.filter((a) => a.topic.startsWith('proto/pace/bytes/')).length >= 8, 15_000, 10);
+    const large = arrivals.filter((a) => a.topic.startsWith('proto/pace/bytes/'));
+    const largeSpread = large[7].at - large[0].at;
+    assert.ok(largeSpread >= 367 * 0.9, `eight 100 KiB messages spread over ${Math.round(largeSpread)} ms; at 512 KiB/s with one second stored, at least 367 ms`);
+  } finally {
+    await ipc?.close();
+    await runtime?.stop();
+    observer.end(true);
+    await broker.close();
+  }
+});
