@@ -1,7 +1,7 @@
 import { errorMessage, type Logger } from '../shared/logger';
 import { correlationId } from '../shared/envelope';
 import { checkRecord, DEFAULT_DOMAIN_LIMITS, quarantineData, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../shared/records';
-import type { AppendInput, ClockSync, StreamStore } from '../shared/store';
+import type { AppendInput, ClockSync, StreamStore, UnstoredSamples } from '../shared/store';
 import { monotonicMs } from '../shared/monotonic';
 import { ClockMonitor } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
@@ -43,6 +43,8 @@ const SENSOR_INPUT = '[sensor input]';
 
 export class Acquisition {
   private pending: AppendInput[] = [];
+  /** Samples dropped by the memory cap and not yet recorded in the store, per stream. */
+  private unstored = new Map<string, UnstoredSamples>();
   private sampleTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private lastTickAt = 0;
@@ -112,8 +114,9 @@ export class Acquisition {
     this.stopped = true;
     if (this.sampleTimer) clearTimeout(this.sampleTimer);
     await this.flush();
-    if (this.pending.length > 0) {
-      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length });
+    if (this.pending.length > 0 || this.unstored.size > 0) {
+      const dropped = [...this.unstored.values()].reduce((n, u) => n + u.count, 0);
+      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length, droppedNotRecorded: dropped });
     }
   }
 
@@ -148,8 +151,14 @@ export class Acquisition {
   private enqueue(stream: string, priority: number, data: Record<string, unknown>, clock: ClockSync): void {
     if (this.pending.length >= this.config.maxPendingRecords) {
       // Memory is bounded; the oldest unstored record goes, and the loss is counted and logged.
+      // It still gets a seq once the store is back, recorded as dropped (acquisition-overflow), so
+      // the cloud receives the loss as an exact range with its reason (docs/RELIABILITY.md).
       const dropped = this.pending.shift()!;
       this.metrics.droppedOverflow += 1;
+      const lost = this.unstored.get(dropped.stream) ?? { stream: dropped.stream, count: 0, bytes: 0 };
+      lost.count += 1;
+      lost.bytes += Buffer.byteLength(JSON.stringify(dropped.data));
+      this.unstored.set(dropped.stream, lost);
       this.logger.error('store unavailable too long; dropping the oldest unstored sample', { stream: dropped.stream, maxPendingRecords: this.config.maxPendingRecords });
     }
     this.pending.push({ stream, priority, time: Date.now(), mono: monotonicMs(), data, clock });
@@ -157,15 +166,22 @@ export class Acquisition {
   }
 
   private async flushPending(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.pending.length > 0 || this.unstored.size > 0) {
       const batch = this.pending.slice(0, this.config.maxBatchRecords);
+      const unstored = [...this.unstored.values()];
       let assigned: Array<{ stream: string; seq: number }>;
       try {
-        assigned = await this.store.append(batch);
+        assigned = await this.store.append(batch, unstored);
       } catch (error) {
         this.metrics.appendFailures += 1;
         this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
         return;
+      }
+      if (unstored.length > 0) {
+        this.unstored.clear();
+        this.logger.warn('samples dropped during the store outage recorded as lost (acquisition-overflow); the cloud gets them as a loss report', {
+          streams: Object.fromEntries(unstored.map((u) => [u.stream, u.count])),
+        });
       }
       this.pending.splice(0, batch.length);
       this.metrics.appended += batch.length;

@@ -266,7 +266,7 @@ export interface LossV1 {
    * @maxItems 1000
    */
   ranges: [[number, number], ...[number, number][]];
-  reason: 'byte-cap' | 'age-cap' | 'disk-guard' | 'deleted-after-ack' | 'not-sampled' | 'unknown';
+  reason: 'byte-cap' | 'age-cap' | 'disk-guard' | 'acquisition-overflow' | 'deleted-after-ack' | 'not-sampled' | 'unknown';
   requestId?: string;
   reportedAt: string;
 }

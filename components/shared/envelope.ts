@@ -18,9 +18,12 @@ export const EPOCH_SCHEMA = 'elevator.epoch/1';
 export const MAX_BACKFILL_RANGES = 20;
 export const MAX_BACKFILL_RECORDS = 10_000;
 
-export type LossReason = 'byte-cap' | 'age-cap' | 'disk-guard' | 'deleted-after-ack' | 'not-sampled' | 'unknown';
-/** Reasons that are a named retention policy at work, as opposed to a fault. */
-export const RETENTION_REASONS: readonly LossReason[] = ['byte-cap', 'age-cap', 'disk-guard'];
+export type LossReason = 'byte-cap' | 'age-cap' | 'disk-guard' | 'acquisition-overflow' | 'deleted-after-ack' | 'not-sampled' | 'unknown';
+/**
+ * Reasons that are a named policy at work, as opposed to a fault: StreamBuffer's retention rules,
+ * and the acquisition's memory cap on samples the store refused (maxPendingRecords).
+ */
+export const RETENTION_REASONS: readonly LossReason[] = ['byte-cap', 'age-cap', 'disk-guard', 'acquisition-overflow'];
 /** Permanent-gap reason the cloud records for what a replaced epoch never delivered. */
 export const EPOCH_REPLACED = 'epoch-replaced';
 

@@ -42,11 +42,28 @@ export const DROP_REASON_BYTE_CAP = 'byte-cap';
 export const DROP_REASON_AGE_CAP = 'age-cap';
 export const DROP_REASON_DISK_GUARD = 'disk-guard';
 
+/** Samples the acquisition could not keep in memory while the store refused them (maxPendingRecords). */
+export const DROP_REASON_ACQUISITION_OVERFLOW = 'acquisition-overflow';
+
 /** The named retention rules a record can be dropped by (docs/CONTRACTS.md "Loss report"). */
 export type DropReason = typeof DROP_REASON_BYTE_CAP | typeof DROP_REASON_AGE_CAP | typeof DROP_REASON_DISK_GUARD;
+/** Every reason a drop_log range can have: a retention rule, or samples lost before they were stored. */
+export type LoggedDropReason = DropReason | typeof DROP_REASON_ACQUISITION_OVERFLOW;
 
 /** Why a seq asked for by a backfill is not in the store. */
-export type MissingReason = 'deleted-after-ack' | DropReason | 'not-sampled' | 'unknown';
+export type MissingReason = 'deleted-after-ack' | LoggedDropReason | 'not-sampled' | 'unknown';
+
+/**
+ * Samples of one stream that were dropped before they could be stored. Appended with the next
+ * records, they take seqs of their own, written straight to drop_log: the cloud learns of them as
+ * an exact range with its reason, like any retention drop, instead of never knowing they existed.
+ */
+export interface UnstoredSamples {
+  stream: string;
+  count: number;
+  /** Data bytes of the samples, for the drop statistics. */
+  bytes: number;
+}
 
 export class StoreSchemaError extends Error {
   override readonly name = 'StoreSchemaError';
@@ -171,13 +188,16 @@ export interface DropRange {
   id: number;
   stream: string;
   epoch: string;
-  reason: DropReason;
+  reason: LoggedDropReason;
   seqFrom: number;
   seqTo: number;
   count: number;
   /** Wall-clock ms of the eviction. */
   droppedAt: number;
 }
+
+/** A range a retention rule evicted, with its data bytes. */
+export type EvictedRange = DropRange & { reason: DropReason; bytes: number };
 
 export interface RetentionLimits {
   /** Byte cap on the backlog's record data (rule `byte-cap`). */
@@ -200,7 +220,7 @@ export interface RetentionResult {
   /** Records evicted in this call, per rule. */
   byReason: Partial<Record<DropReason, number>>;
   /** Every drop_log range written by this call, in the order written. */
-  ranges: Array<DropRange & { bytes: number }>;
+  ranges: EvictedRange[];
   /** Free bytes the disk guard saw last (filesystem free + free pages inside the file); null when the guard did not run. */
   freeBytes: number | null;
 }
@@ -533,7 +553,12 @@ export class StreamStore {
   }
 
   /** Appends records in ONE transaction; each gets the next seq of its stream, starting at 1. */
-  async append(records: AppendInput[]): Promise<Array<{ stream: string; seq: number }>> {
+  async append(records: AppendInput[], unstored: UnstoredSamples[] = []): Promise<Array<{ stream: string; seq: number }>> {
+    for (const [index, lost] of unstored.entries()) {
+      assertName(lost.stream, `unstored[${index}].stream`);
+      assertInteger(lost.count, `unstored[${index}].count`, 1);
+      assertInteger(lost.bytes, `unstored[${index}].bytes`, 0);
+    }
     const prepared = records.map((record, index) => {
       const where = `records[${index}]`;
       assertName(record.stream, `${where}.stream`);
@@ -547,16 +572,28 @@ export class StreamStore {
       const data = JSON.stringify(record.data);
       return { ...record, json: data, bytes: Buffer.byteLength(data) };
     });
-    if (prepared.length === 0) return [];
+    if (prepared.length === 0 && unstored.length === 0) return [];
 
     return this.write(async (conn) => {
       const next = new Map<string, number>();
       const added = new Map<string, { records: number; bytes: number }>();
-      for (const stream of new Set(prepared.map((r) => r.stream))) {
+      for (const stream of new Set([...unstored.map((u) => u.stream), ...prepared.map((r) => r.stream)])) {
         await conn.run('INSERT OR IGNORE INTO streams (stream, next_seq) VALUES (?, 1)', [stream]);
         const row = await conn.get<{ next_seq: number }>('SELECT next_seq FROM streams WHERE stream = ?', [stream]);
         next.set(stream, row!.next_seq);
         added.set(stream, { records: 0, bytes: 0 });
+      }
+      // The lost samples are older than every record of this call: their seqs come first.
+      const now = Date.now();
+      for (const lost of unstored) {
+        const from = next.get(lost.stream)!;
+        const to = from + lost.count - 1;
+        next.set(lost.stream, to + 1);
+        await conn.run(
+          `INSERT INTO drop_log (stream, epoch, reason, seq_from, seq_to, count, bytes, dropped_at, reported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+          [lost.stream, this.epoch, DROP_REASON_ACQUISITION_OVERFLOW, from, to, lost.count, lost.bytes, now],
+        );
+        await countDrops(conn, lost.stream, DROP_REASON_ACQUISITION_OVERFLOW, { count: lost.count, bytes: lost.bytes, first: from, last: to });
       }
       const assigned: Array<{ stream: string; seq: number }> = [];
       const rows: unknown[][] = [];
@@ -779,7 +816,7 @@ export class StreamStore {
           add(cursor, Math.min(drop.seq_from - 1, end), 'unknown');
           const lo = Math.max(cursor, drop.seq_from);
           const hi = Math.min(drop.seq_to, end);
-          add(lo, hi, drop.reason as DropReason);
+          add(lo, hi, drop.reason as LoggedDropReason);
           cursor = Math.max(cursor, hi + 1);
         }
         add(cursor, end, 'unknown');
@@ -1000,7 +1037,7 @@ export class StreamStore {
   }
 
   /** Deletes the rows of `cut` and accounts for them (counters, drops, drop_log), inside the caller's transaction. */
-  private async evict(conn: Connection, reason: DropReason, cut: EvictionCut, now: number): Promise<Array<DropRange & { bytes: number }>> {
+  private async evict(conn: Connection, reason: DropReason, cut: EvictionCut, now: number): Promise<EvictedRange[]> {
     const runs = await conn.all<RunRow>(
       `SELECT stream, MIN(seq) AS seq_from, MAX(seq) AS seq_to, COUNT(*) AS count, SUM(bytes) AS bytes, SUM(sent_at IS NULL) AS unsent
          FROM (SELECT stream, seq, bytes, sent_at, seq - ROW_NUMBER() OVER (PARTITION BY stream ORDER BY seq) AS island
@@ -1011,7 +1048,7 @@ export class StreamStore {
     if (runs.length === 0) return [];
     await conn.run(`DELETE FROM records WHERE ${cut.where}`, cut.params);
     const perStream = new Map<string, { count: number; bytes: number; unsent: number; first: number; last: number }>();
-    const written: Array<DropRange & { bytes: number }> = [];
+    const written: EvictedRange[] = [];
     for (const run of runs) {
       const sum = perStream.get(run.stream) ?? { count: 0, bytes: 0, unsent: 0, first: run.seq_from, last: run.seq_to };
       sum.count += run.count;
@@ -1043,12 +1080,7 @@ export class StreamStore {
            unsent_records = unsent_records - ? WHERE stream = ?`,
         [sum.count, sum.bytes, sum.unsent, stream],
       );
-      await conn.run(
-        `INSERT INTO drops (stream, reason, count, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (stream, reason) DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes,
-             first_seq = MIN(first_seq, excluded.first_seq), last_seq = MAX(last_seq, excluded.last_seq)`,
-        [stream, reason, sum.count, sum.bytes, sum.first, sum.last],
-      );
+      await countDrops(conn, stream, reason, sum);
     }
     return written;
   }
@@ -1199,7 +1231,7 @@ async function ageCut(conn: Connection, cutoff: number): Promise<EvictionCut | n
   return any ? { where: 'time < ?', params: [cutoff] } : null;
 }
 
-function addRuns(result: RetentionResult, reason: DropReason, runs: Array<DropRange & { bytes: number }>): void {
+function addRuns(result: RetentionResult, reason: DropReason, runs: EvictedRange[]): void {
   for (const run of runs) {
     result.ranges.push(run);
     result.dropped += run.count;
@@ -1217,12 +1249,22 @@ function addRuns(result: RetentionResult, reason: DropReason, runs: Array<DropRa
   }
 }
 
+/** Adds to the per-(stream, reason) aggregate of drops that stats report. */
+async function countDrops(conn: Connection, stream: string, reason: LoggedDropReason, sum: { count: number; bytes: number; first: number; last: number }): Promise<void> {
+  await conn.run(
+    `INSERT INTO drops (stream, reason, count, bytes, first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (stream, reason) DO UPDATE SET count = count + excluded.count, bytes = bytes + excluded.bytes,
+         first_seq = MIN(first_seq, excluded.first_seq), last_seq = MAX(last_seq, excluded.last_seq)`,
+    [stream, reason, sum.count, sum.bytes, sum.first, sum.last],
+  );
+}
+
 function toDropRange(row: DropLogRow): DropRange {
   return {
     id: row.id,
     stream: row.stream,
     epoch: row.epoch,
-    reason: row.reason as DropReason,
+    reason: row.reason as LoggedDropReason,
     seqFrom: row.seq_from,
     seqTo: row.seq_to,
     count: row.count,

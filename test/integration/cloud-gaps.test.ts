@@ -66,18 +66,21 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
     withBackfillListener({ gapGraceMs: 200 }, async (h, requests) => {
       await h.device.publishEnvelope(makeEnvelope(1, 5));
       await h.device.publishRaw(lossTopic(DEVICE), loss([[6, 9]], 'byte-cap'));
-      await h.device.publishEnvelope(makeEnvelope(10, 12));
-      const ack = await h.device.waitForAck((a) => a.watermark === 12, 'watermark 12 past the reported loss');
+      await h.device.publishRaw(lossTopic(DEVICE), loss([[10, 11]], 'acquisition-overflow'));
+      await h.device.publishEnvelope(makeEnvelope(12, 14));
+      const ack = await h.device.waitForAck((a) => a.watermark === 14, 'watermark 14 past the reported losses');
       assert.deepEqual(ack.gaps, []);
       const stored = JSON.parse((await h.archive.get(gapKey(DEVICE, STREAM, EPOCH, 6, 9)))!.toString('utf8'));
       assert.equal(stored.reason, 'byte-cap');
+      const overflow = JSON.parse((await h.archive.get(gapKey(DEVICE, STREAM, EPOCH, 10, 11)))!.toString('utf8'));
+      assert.equal(overflow.reason, 'acquisition-overflow');
       await delay(500);
       assert.equal(requests.length, 0);
       const audit = await auditArchive(h.archive);
-      assert.deepEqual(audit.streams[0].gone, { 'byte-cap': 4 });
-      // Rebuilt from the archive, the permanent gap still counts.
+      assert.deepEqual(audit.streams[0].gone, { 'byte-cap': 4, 'acquisition-overflow': 2 });
+      // Rebuilt from the archive, the permanent gaps still count.
       await h.restartIngest();
-      assert.deepEqual(h.ingest.ackState(DEVICE, STREAM, EPOCH), { watermark: 12, gaps: [] });
+      assert.deepEqual(h.ingest.ackState(DEVICE, STREAM, EPOCH), { watermark: 14, gaps: [] });
     }));
 
   test('an epoch report closes the old epoch: what it never delivered is the epoch loss, and it is not asked for', () =>

@@ -289,11 +289,11 @@ describe('Acquisition: store unavailable', () => {
     assert.equal(entries.filter((e) => e.level === 'error' && e.message === 'store unavailable too long; dropping the oldest unstored sample').length, 2);
   });
 
-  test('when the store comes back, the records kept through the outage are stored: the newest maxPendingRecords, in order', async () => {
+  test('when the store comes back, the records kept through the outage are stored, the newest maxPendingRecords in order, after the dropped ones recorded as a lost range (acquisition-overflow)', async () => {
     const store = await openStore();
     let available = false;
     const flaky = {
-      append: (records: Parameters<StreamStore['append']>[0]) => (available ? store.append(records) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
+      append: (...args: Parameters<StreamStore['append']>) => (available ? store.append(...args) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
     } as unknown as StreamStore;
     const acquisition = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), flaky, { ...CONFIG, maxPendingRecords: 3 }, captureLogger().logger);
     acquisition.sampleOnce();
@@ -304,7 +304,19 @@ describe('Acquisition: store unavailable', () => {
     assert.equal(acquisition.metrics.pending, 0);
     assert.equal(acquisition.metrics.appended, 3);
     assert.equal(acquisition.metrics.droppedOverflow, 2);
-    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.currentA]), [[1, 3], [2, 4], [3, 5]]);
+    // The two dropped samples were the oldest: they take seqs 1-2, recorded as dropped, and the
+    // kept ones follow, so the cloud sees every sample as archived or lost with a reason.
+    assert.deepEqual((await store.readPending('motor', 100, ALL)).map((r) => [r.seq, r.data.currentA]), [[3, 3], [4, 4], [5, 5]]);
+    assert.deepEqual(
+      (await store.unreportedDrops(10)).map((d) => [d.stream, d.reason, d.seqFrom, d.seqTo, d.count]),
+      [['motor', 'acquisition-overflow', 1, 2, 2]],
+    );
+    const motorStats = (await store.stats()).streams.find((st) => st.stream === 'motor');
+    assert.equal(motorStats?.appended, 5, 'every sampled record has a seq');
+    assert.equal(motorStats?.drops['acquisition-overflow'], 2);
+    const backfill = await store.requeueRange('motor', store.epoch, 1, 5);
+    assert.deepEqual(backfill.missing, [{ from: 1, to: 2, reason: 'acquisition-overflow' }], 'a backfill for them is answered with the reason');
+    assert.equal(backfill.requeued, 3);
   });
 });
 
