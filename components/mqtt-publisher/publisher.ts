@@ -2,13 +2,13 @@ import { Backoff, resolvesWithin, sleep } from '../shared/backoff';
 import { monotonicMs } from '../shared/monotonic';
 import { NO_DEFERRAL, type UpdateDeferral } from '../shared/deployment-hooks';
 import { checkAck, encodeEnvelopeJson, encodeStoredEnvelope, isGzip, parseJson, type Envelope } from '../shared/envelope';
+import { countInto } from '../shared/heartbeat-metrics';
 import { errorMessage, type Logger } from '../shared/logger';
 import type { PendingRecord, StreamStore } from '../shared/store';
 import { commandTopic, dataTopic } from '../shared/topics';
 import { BackfillHandler } from './backfill';
 import { LossReporter } from './loss-reporter';
 import { BackpressureError, TransportError, type Transport } from './transport';
-import { countInto } from '../shared/heartbeat-metrics';
 
 /**
  * Reads unsent records in sequence order, packs them into envelopes, publishes them with QoS 1,
@@ -159,8 +159,9 @@ export class Publisher {
    * long to fail (the broker does not answer while the link is down, and the nucleus waits 10 s
    * for each SUBACK), and publishing must not wait for it: data goes out, records stay until
    * acked, an ack missed meanwhile is made good by a later one (the cloud answers every envelope,
-   * resends included, with the stream's watermark), and a failed subscription is retried with backoff. Waiting for both SUBACKs first held a
-   * publisher restarted during an outage idle for 20 s, so its backlog never reached the spooler.
+   * resends included, with the stream's watermark), and a failed subscription is retried with
+   * backoff. Waiting for both SUBACKs first held a publisher restarted during an outage idle for
+   * 20 s, so its backlog never reached the spooler.
    */
   async start(): Promise<void> {
     const unacked = await this.store.markAllUnsent();
