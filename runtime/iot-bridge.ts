@@ -3,7 +3,7 @@ import { resolvesWithin } from '../components/shared/backoff';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
-import { RateLimiter } from './rate-limiter';
+import { RateLimiter } from '../components/shared/rate-limiter';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
 import { topicMatches } from '../components/shared/topic-filter';
 

@@ -18,7 +18,18 @@ export type TransportConfig =
       willDelaySec?: number;
     } & Pick<
       Mqtt5TransportOptions,
-      'brokerUrl' | 'certPath' | 'keyPath' | 'caPath' | 'keepAliveSec' | 'sessionExpirySec' | 'minReconnectDelayMs' | 'maxReconnectDelayMs' | 'maxQueuedPublishes' | 'ackTimeoutSec'
+      | 'brokerUrl'
+      | 'certPath'
+      | 'keyPath'
+      | 'caPath'
+      | 'keepAliveSec'
+      | 'sessionExpirySec'
+      | 'minReconnectDelayMs'
+      | 'maxReconnectDelayMs'
+      | 'maxQueuedPublishes'
+      | 'ackTimeoutSec'
+      | 'maxPublishesPerSec'
+      | 'maxPublishBytesPerSec'
     >);
 
 export interface MqttPublisherConfig extends PublisherConfig {
@@ -51,6 +62,10 @@ const transportSchema = {
     // AWS IoT Core allows 100 unacknowledged QoS 1 publishes per connection.
     maxQueuedPublishes: { type: 'integer', minimum: 1, maximum: 100 },
     ackTimeoutSec: { type: 'integer', minimum: 5, maximum: 3600 },
+    // AWS IoT Core: 100 publishes/s and 512 KiB/s per connection, not adjustable; other brokers may
+    // allow more. 0 does not pace.
+    maxPublishesPerSec: { type: 'integer', minimum: 0, maximum: 1000000 },
+    maxPublishBytesPerSec: { type: 'integer', minimum: 0, maximum: 1073741824 },
     // MQTT 5 Will Delay Interval (MQTT 5.0, 3.1.3.2.2); a day is far past any outage worth hiding.
     willDelaySec: { type: 'integer', minimum: 0, maximum: 86400 },
   },

@@ -30,7 +30,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { io, mqtt5 } from 'aws-crt';
+import { sleep } from '../shared/backoff';
 import { errorMessage, type Logger } from '../shared/logger';
+import { RateLimiter } from '../shared/rate-limiter';
 import { topicMatches } from '../shared/topic-filter';
 import { BackpressureError, TransportError, type Transport } from './transport';
 
@@ -59,6 +61,12 @@ export interface Mqtt5TransportOptions {
   ackTimeoutSec?: number;
   /** First wait after a session takeover; doubles with each takeover up to 10 min. */
   takeoverCooldownMs?: number;
+  /**
+   * Pace of publishes on this connection, as the nucleus paces its own (AWS IoT Core allows 100
+   * publishes/s and 512 KiB/s per connection and throttles beyond); 0 does not pace.
+   */
+  maxPublishesPerSec?: number;
+  maxPublishBytesPerSec?: number;
   logger: Logger;
 }
 
@@ -71,6 +79,8 @@ export const MQTT5_DEFAULTS = {
   maxQueuedPublishes: 100,
   ackTimeoutSec: 60,
   takeoverCooldownMs: 60_000,
+  maxPublishesPerSec: 100,
+  maxPublishBytesPerSec: 512 * 1024,
 } as const;
 
 const MAX_TAKEOVER_COOLDOWN_MS = 10 * 60_000;
@@ -92,6 +102,8 @@ export interface Mqtt5Counters {
   messagesReceived: number;
   statusPublished: number;
   statusPublishFailures: number;
+  /** Publishes that waited for the connection's pace (maxPublishesPerSec, maxPublishBytesPerSec). */
+  pacedWaits: number;
 }
 
 export function parseBrokerUrl(url: string): { tls: boolean; host: string; port: number } {
@@ -117,7 +129,11 @@ export class Mqtt5Transport implements Transport {
     messagesReceived: 0,
     statusPublished: 0,
     statusPublishFailures: 0,
+    pacedWaits: 0,
   };
+  private readonly pace: { publishes?: RateLimiter; bytes?: RateLimiter };
+  /** Aborted by close(), so that a publish waiting for the pace does not hold the shutdown. */
+  private readonly closing = new AbortController();
   private readonly client: mqtt5.Mqtt5Client;
   private readonly subscriptions = new Map<string, (topic: string, payload: Buffer) => void>();
   private readonly options: Mqtt5TransportOptions & typeof MQTT5_DEFAULTS;
@@ -140,6 +156,10 @@ export class Mqtt5Transport implements Transport {
   constructor(options: Mqtt5TransportOptions) {
     this.options = { ...MQTT5_DEFAULTS, ...stripUndefined(options) } as Mqtt5TransportOptions & typeof MQTT5_DEFAULTS;
     this.nextTakeoverCooldownMs = this.options.takeoverCooldownMs;
+    this.pace = {
+      publishes: this.options.maxPublishesPerSec > 0 ? new RateLimiter(this.options.maxPublishesPerSec) : undefined,
+      bytes: this.options.maxPublishBytesPerSec > 0 ? new RateLimiter(this.options.maxPublishBytesPerSec) : undefined,
+    };
     this.client = new mqtt5.Mqtt5Client(this.clientConfig());
     this.attachLifecycle();
   }
@@ -180,6 +200,8 @@ export class Mqtt5Transport implements Transport {
       this.counters.publishBackpressure += 1;
       throw new BackpressureError(`${queued} publishes already wait for a PUBACK or a connection (maxQueuedPublishes ${this.options.maxQueuedPublishes})`);
     }
+    await this.waitForPace(payload.length);
+    if (this.closed) throw new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} closed while ${topic} waited for its pace; not sent`, 'connection');
     let result: mqtt5.PublishCompletionResult;
     try {
       result = await new Promise<mqtt5.PublishCompletionResult>((resolve, reject) => {
@@ -206,6 +228,24 @@ export class Mqtt5Transport implements Transport {
     throw new TransportError(`broker refused the publish to ${topic}: PUBACK reason ${reason}${result?.reasonString ? ` (${result.reasonString})` : ''}`, kind);
   }
 
+  /**
+   * Waits until the connection's pace allows one more publish of this size, then takes it: IoT Core
+   * throttles a connection beyond 100 publishes/s or 512 KiB/s, and the nucleus paces its own
+   * connection to stay under; so does this one (one second of unused budget is kept for bursts).
+   */
+  private async waitForPace(bytes: number): Promise<void> {
+    const { publishes, bytes: volume } = this.pace;
+    for (;;) {
+      const waitMs = Math.max(publishes?.waitMs() ?? 0, volume?.waitMs() ?? 0);
+      if (waitMs <= 0) break;
+      this.counters.pacedWaits += 1;
+      await sleep(Math.ceil(waitMs), this.closing.signal);
+      if (this.closed) return;
+    }
+    publishes?.take(1);
+    volume?.take(bytes);
+  }
+
   async subscribe(filter: string, onMessage: (topic: string, payload: Buffer) => void): Promise<void> {
     if (this.closed) throw new TransportError(`MQTT 5 transport to ${this.options.brokerUrl} is closed; cannot subscribe to ${filter}`, 'connection');
     this.subscriptions.set(filter, onMessage);
@@ -222,6 +262,7 @@ export class Mqtt5Transport implements Transport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort();
     if (this.takeoverTimer) clearTimeout(this.takeoverTimer);
     if (this.running && this.connected && this.options.announce) {
       // Bounded: a link that died a moment ago must not hold up the shutdown.

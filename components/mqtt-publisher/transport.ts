@@ -6,7 +6,8 @@
  * delivery (the nucleus may only have spooled it); proof is the cloud's ack watermark.
  * publish() rejects with BackpressureError when the path is full or throttled (nucleus spooler
  * full, broker quota): the caller should wait and retry, and nothing is lost. Any other
- * rejection is TransportError.
+ * rejection is TransportError. Publishes leave the device at AWS IoT Core's per-connection pace
+ * (100/s, 512 KiB/s): over IPC the nucleus paces its connection; MQTT 5 paces its own.
  */
 export interface Transport {
   readonly name: string;

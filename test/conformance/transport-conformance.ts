@@ -45,6 +45,8 @@ export interface TransportHarness {
 interface Received {
   topic: string;
   payload: Buffer;
+  /** performance.now() at arrival. */
+  at: number;
 }
 
 const TEST_TIMEOUT_MS = 45_000;
@@ -52,7 +54,7 @@ const TEST_TIMEOUT_MS = 45_000;
 /** Everything the cloud client receives on data topics, in arrival order. */
 async function cloudInbox(harness: TransportHarness): Promise<Received[]> {
   const inbox: Received[] = [];
-  harness.cloud.on('message', (topic, payload) => inbox.push({ topic, payload: Buffer.from(payload) }));
+  harness.cloud.on('message', (topic, payload) => inbox.push({ topic, payload: Buffer.from(payload), at: performance.now() }));
   await harness.cloud.subscribeAsync(harness.dataTopic('#'), { qos: 1 });
   return inbox;
 }
@@ -177,7 +179,7 @@ export function transportConformance(name: string, makeHarness: () => Promise<Tr
   it('a cloud message on a subscribed topic reaches the handler with its topic and payload', async (harness) => {
     const got: Received[] = [];
     const topic = harness.commandTopic('ack');
-    await harness.transport.subscribe(topic, (t, p) => got.push({ topic: t, payload: p }));
+    await harness.transport.subscribe(topic, (t, p) => got.push({ topic: t, payload: p, at: performance.now() }));
     const payload = randomBytes(512);
     await publishUntilReceived(harness, topic, payload, () => got.length >= 1);
     assert.equal(got[0].topic, topic);
@@ -203,6 +205,19 @@ export function transportConformance(name: string, makeHarness: () => Promise<Tr
     const sentinels = new Set([sentinelOne, sentinelDeep]);
     assert.deepEqual(singleLevel.filter((t) => !sentinels.has(t)), [one], '"+" matches exactly one level, and nothing else arrived');
     assert.deepEqual(multiLevel.filter((t) => !sentinels.has(t)), [twoDeep], '"#" matches every level below, and nothing else arrived');
+  });
+
+  it('publishes keep to AWS IoT Core\'s per-connection pace of 100 per second, as the nucleus paces its own connection', async (harness) => {
+    const inbox = await cloudInbox(harness);
+    const topic = harness.dataTopic('pace');
+    // At most one second of unused budget (100 publishes) may go at once; the other 150 of 251
+    // are 10 ms apart, so the last reaches the broker at least 1.5 s after the first.
+    const count = 251;
+    for (let i = 0; i < count; i += 1) await publishRetryingOnBackpressure(harness.transport, topic, indexedPayload(i), 10_000);
+    await waitUntil(`${count} publishes at the cloud`, () => inbox.filter((m) => m.topic === topic).length >= count, 20_000);
+    const arrivals = inbox.filter((m) => m.topic === topic).map((m) => m.at);
+    const spread = arrivals[arrivals.length - 1] - arrivals[0];
+    assert.ok(spread >= 1500 * 0.9, `${count} publishes reached the broker within ${Math.round(spread)} ms; at 100/s after a burst of 100 that takes at least 1500 ms`);
   });
 
   it('QoS 1 publishes on one topic from one sequential publisher arrive in publish order', async (harness) => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RateLimiter } from '../../runtime/rate-limiter';
+import { RateLimiter } from '../../components/shared/rate-limiter';
 
 function clock(): { now: () => number; advance: (ms: number) => void } {
   let t = 1000;
