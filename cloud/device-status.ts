@@ -52,6 +52,13 @@ export interface DeviceStatusBookOptions {
   logger: Logger;
   /** The caller's retry policy for archive writes (the ingest's withRetries); one attempt by default. */
   withRetries?: (call: () => Promise<void>) => Promise<void>;
+  /**
+   * Other ingest instances (a shared-subscription group) write the same keys: the archived latest
+   * is read before every decision instead of trusting this process's memory, which another
+   * instance may have made old (a will of an old connection would otherwise overwrite the online
+   * status a newer connection had another instance write). Status messages are rare: one read each.
+   */
+  archiveIsShared?: boolean;
 }
 
 export class DeviceStatusBook {
@@ -102,23 +109,28 @@ export class DeviceStatusBook {
     return { ok: true, outcome: 'stored', entry };
   }
 
-  /** The device's latest status: from memory, else from the archive (once per device per process). */
+  /**
+   * The device's latest status: from memory, else from the archive (once per device per process;
+   * every time when the archive is shared with other instances).
+   */
   async latest(device: string): Promise<DeviceStatusEntry | undefined> {
     const known = this.latestByDevice.get(device);
-    if (known || this.loaded.has(device)) return known;
+    if (!this.options.archiveIsShared && (known || this.loaded.has(device))) return known;
     this.loaded.add(device);
     try {
       const body = await this.options.archive.get(deviceStatusKey(device));
-      if (!body) return undefined;
+      if (!body) return known;
       const stored = JSON.parse(body.toString('utf8')) as DeviceStatusEntry;
       const checked = validateStatus(stored.message);
       if (!checked.ok) throw new Error(`archived status breaks status.v1: ${checked.reason}`);
-      this.latestByDevice.set(device, stored);
-      return stored;
+      // This process's own may be newer than the archive's (its write failed): the newer start wins.
+      const newest = known && Date.parse(known.message.startedAt) > Date.parse(stored.message.startedAt) ? known : stored;
+      this.latestByDevice.set(device, newest);
+      return newest;
     } catch (error) {
       // Without it the next message is simply taken as the newest; say so rather than guess.
       this.options.logger.warn('could not read the archived device status; the next status is taken as the latest', { device, error: errorMessage(error) });
-      return undefined;
+      return known;
     }
   }
 

@@ -284,7 +284,12 @@ export class CloudIngest {
       staleAfterIntervals: options.staleAfterIntervals,
       backlogGrowingMs: options.backlogGrowingMs,
     });
-    this.deviceStatus = new DeviceStatusBook({ archive: this.archive, logger: this.logger, withRetries: (call) => this.withRetries(call) });
+    this.deviceStatus = new DeviceStatusBook({
+      archive: this.archive,
+      logger: this.logger,
+      withRetries: (call) => this.withRetries(call),
+      archiveIsShared: this.shareGroup !== undefined,
+    });
     this.permanentGapHoldMs = nonNegative('permanentGapHoldMs', options.permanentGapHoldMs ?? DEFAULT_PERMANENT_GAP_HOLD_MS);
     this.gaps = new GapTracker({
       alerts: this.alerts,

@@ -112,4 +112,28 @@ describe('DeviceStatusBook', () => {
     assert.equal(book.counters.writeFailures, 1);
     assert.equal((await book.latest('elevator-8'))?.status, 'online');
   });
+
+  test('two instances of a group on one archive: a will of the old connection that reaches one instance after the other stored the newer online is stale', () =>
+    withArchive(async (archive) => {
+      const a = new DeviceStatusBook({ archive, logger, archiveIsShared: true });
+      const b = new DeviceStatusBook({ archive, logger, archiveIsShared: true });
+      const first = deviceStatusOptions('elevator-9', 'elevator-9-publisher', 30, () => at(0));
+      assert.ok((await a.accept('elevator-9', Buffer.from(first.announce.online()), at(1))).ok);
+      // The device restarts; its new connection's online reaches instance B.
+      const second = deviceStatusOptions('elevator-9', 'elevator-9-publisher', 30, () => at(50));
+      assert.ok((await b.accept('elevator-9', Buffer.from(second.announce.online()), at(51))).ok);
+      // The old connection's will, 30 s after it was lost, reaches instance A, which stored the old online.
+      const will = await a.accept('elevator-9', Buffer.from(first.will.payload), at(60));
+      assert.ok(will.ok && will.outcome === 'stale', JSON.stringify(will));
+      const stored = JSON.parse((await archive.get(deviceStatusKey('elevator-9')))!.toString()) as DeviceStatusEntry;
+      assert.equal(stored.status, 'online', 'the archive still says online, from the newer connection');
+      assert.equal(stored.message.startedAt, at(50).toISOString());
+
+      // Without archiveIsShared, instance A trusts its memory and the old will overwrites the newer online.
+      const alone = new DeviceStatusBook({ archive, logger });
+      await alone.accept('elevator-10', Buffer.from(deviceStatusOptions('elevator-10', 'p', 30, () => at(0)).announce.online()), at(1));
+      await b.accept('elevator-10', Buffer.from(deviceStatusOptions('elevator-10', 'p', 30, () => at(50)).announce.online()), at(51));
+      const overwritten = await alone.accept('elevator-10', Buffer.from(deviceStatusOptions('elevator-10', 'p', 30, () => at(0)).will.payload), at(60));
+      assert.ok(overwritten.ok && overwritten.outcome === 'stored', 'the race this option exists for');
+    }));
 });
