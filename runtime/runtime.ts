@@ -29,6 +29,7 @@ import {
   type PlannedComponent,
 } from './deployment';
 import { EventStreamRpcServer } from './eventstream-server';
+import { assertNoLiveRuntime, reapOrphanedComponents } from './previous-instance';
 import { IotBridge } from './iot-bridge';
 import { CLI_PRINCIPAL, IpcService, type ComponentHandle, type RuntimeControl } from './ipc-service';
 import { LocalPubSub } from './local-pubsub';
@@ -186,6 +187,8 @@ export class LocalRuntime implements RuntimeControl {
       throw new RecipeError(`accessControl: policy ids must be unique across components: ${duplicates.map((d) => `"${d.policyId}" in ${d.components.join(' and ')}`).join('; ')}`);
     }
     for (const folder of ['work', 'logs', 'cli_ipc_info']) mkdirSync(join(this.root, folder), { recursive: true });
+    await assertNoLiveRuntime(this.socketPath);
+    reapOrphanedComponents(this.root, this.options.logger);
 
     if (this.options.brokerUrl) {
       this.brokerUrl = this.options.brokerUrl;
