@@ -60,6 +60,8 @@ const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
 
 export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
+  /** What SensorAcquisition's latest heartbeat added to its store counters since the one before. */
+  private acquisitionDelta = { appendFailures: 0, droppedOverflow: 0 };
   private timer?: NodeJS.Timeout;
   private readonly cpu = new CpuUsage();
   private cpuBusyPercent = 0;
@@ -117,6 +119,10 @@ export class HealthReporter {
     }
     const heartbeat = checked.value;
     this.metrics.heartbeatsReceived += 1;
+    if (heartbeat.component === 'SensorAcquisition') {
+      const before = this.heartbeats.get('SensorAcquisition')?.heartbeat.metrics;
+      this.acquisitionDelta = { appendFailures: growth(before?.appendFailures, heartbeat.metrics.appendFailures), droppedOverflow: growth(before?.droppedOverflow, heartbeat.metrics.droppedOverflow) };
+    }
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
     const status = this.evaluate(now).status;
     if (this.lastStatus !== undefined && status !== this.lastStatus) void this.publishNow();
@@ -137,6 +143,15 @@ export class HealthReporter {
       if (!seen || now - seen.receivedAt > staleAfterMs) {
         worsen('degraded', `${name}: no heartbeat for ${this.config.missedHeartbeats} intervals (${staleAfterMs} ms)`);
       }
+    }
+    // The store refusing appends is data held in memory only, at risk if the process dies; past
+    // maxPendingRecords it is data lost (reported to the cloud as acquisition-overflow later).
+    const acquisition = this.heartbeats.get('SensorAcquisition');
+    if (acquisition && this.acquisitionDelta.droppedOverflow > 0) {
+      worsen('unhealthy', `SensorAcquisition: ${this.acquisitionDelta.droppedOverflow} samples dropped since its previous heartbeat: the store refused them beyond maxPendingRecords`);
+    } else if (acquisition && this.acquisitionDelta.appendFailures > 0) {
+      const pending = acquisition.heartbeat.metrics.pending;
+      worsen('degraded', `SensorAcquisition: the store refused ${this.acquisitionDelta.appendFailures} appends since its previous heartbeat; ${typeof pending === 'number' ? pending : 'unknown'} samples wait in memory`);
     }
     const oldest = this.oldestBacklogTime();
     if (oldest !== null && (now - oldest) / 1000 > this.config.backlogAgeDegradedSec) {
@@ -231,4 +246,13 @@ class CpuUsage {
     this.last = now;
     return total > 0 ? Math.round((1 - idle / total) * 1000) / 10 : 0;
   }
+}
+
+/**
+ * How much a counter grew between two heartbeats. A smaller value is a restart counting from 0;
+ * with no heartbeat before (this reporter just started) nothing can be said about when it grew.
+ */
+function growth(before: unknown, after: unknown): number {
+  if (typeof after !== 'number' || typeof before !== 'number') return 0;
+  return after < before ? after : after - before;
 }

@@ -63,6 +63,39 @@ function bufferMetrics(oldestTimes: Array<number | null>): Record<string, unknow
 
 const T = 1_750_000_000_000;
 
+describe('HealthReporter: the store refusing the acquisition\'s appends', () => {
+  const acquisition = (appendFailures: number, droppedOverflow: number, pending: number) => heartbeat('SensorAcquisition', { appendFailures, droppedOverflow, pending });
+  const others = (reporter: HealthReporter, at: number) => {
+    reporter.onHeartbeat(heartbeat('StreamBuffer'), at);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), at);
+  };
+
+  test('degraded while appends fail between two heartbeats, naming the samples held in memory; healthy again when they stop', () => {
+    const { reporter } = reporterWith();
+    others(reporter, T);
+    reporter.onHeartbeat(acquisition(2, 0, 0), T);
+    assert.equal(reporter.evaluate(T).status, 'healthy', 'failures from before this reporter started say nothing about now');
+    reporter.onHeartbeat(acquisition(7, 0, 340), T + 1000);
+    const failing = reporter.evaluate(T + 1000);
+    assert.equal(failing.status, 'degraded');
+    assert.deepEqual(failing.reasons, ['SensorAcquisition: the store refused 5 appends since its previous heartbeat; 340 samples wait in memory']);
+    reporter.onHeartbeat(acquisition(7, 0, 0), T + 2000);
+    assert.equal(reporter.evaluate(T + 2000).status, 'healthy');
+  });
+
+  test('unhealthy when samples were dropped beyond maxPendingRecords; a restarted acquisition counts from 0', () => {
+    const { reporter } = reporterWith();
+    others(reporter, T);
+    reporter.onHeartbeat(acquisition(10, 0, 100), T);
+    reporter.onHeartbeat(acquisition(12, 30, 100), T + 1000);
+    const dropping = reporter.evaluate(T + 1000);
+    assert.equal(dropping.status, 'unhealthy');
+    assert.deepEqual(dropping.reasons, ['SensorAcquisition: 30 samples dropped since its previous heartbeat: the store refused them beyond maxPendingRecords']);
+    reporter.onHeartbeat(acquisition(1, 0, 5), T + 2000);
+    assert.equal(reporter.evaluate(T + 2000).status, 'degraded', 'after a restart, its 1 failure is new');
+  });
+});
+
 describe('HealthReporter: heartbeats', () => {
   test('healthy when every expected component sent a heartbeat within heartbeatIntervalMs * missedHeartbeats', () => {
     const { reporter } = reporterWith();
