@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
 import { IntegrityChecker } from './checker';
 import { alertSinksFromFlags, archiveFromFlags, exitOnSignals, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
-import { createIngestClient, endClient } from './connection';
+import { createIngestClient } from './connection';
+import { endMqttClient } from '../components/shared/mqtt-end';
 
 const USAGE = `usage: node dist/cloud/checker-main.js ${SHARED_CLOUD_USAGE}
        [--interval-ms 5000] [--ack-repeat-ms 60000] [--gap-grace-ms 10000] [--backfill-retry-ms 30000] [--permanent-gap-hold-ms 3600000] [--once]
@@ -49,14 +50,14 @@ async function main(): Promise<void> {
   logger.info('starting integrity checker', { broker: values.broker, archive: location, once: values.once });
   if (values.once) {
     await checker.checkOnce();
-    await endClient(client, 5000);
+    await endMqttClient(client, 5000);
     logger.info('integrity pass done', { stats: checker.stats() });
     process.exit(0);
   }
 
   exitOnSignals(logger, async () => {
     await checker.stop();
-    await endClient(client, 5000);
+    await endMqttClient(client, 5000);
   });
   await checker.start();
 }

@@ -1,6 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
-import { resolvesWithin } from '../components/shared/backoff';
 import { errorMessage, type Logger } from '../components/shared/logger';
 
 /**
@@ -64,9 +63,4 @@ export function watchConnection(client: MqttClient, logger: Logger, url: string)
     if (failures === 1 || failures % 30 === 0) logger.warn('broker connection error', { url, error: errorMessage(error), failures });
   });
   client.on('disconnect', (packet) => logger.warn('broker sent DISCONNECT', { url, reasonCode: packet.reasonCode }));
-}
-
-/** A graceful DISCONNECT, or a forced close when the broker does not answer in time (it may be down). */
-export async function endClient(client: MqttClient, timeoutMs: number): Promise<void> {
-  if (!(await resolvesWithin(client.endAsync(false), timeoutMs))) await client.endAsync(true);
 }

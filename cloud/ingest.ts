@@ -17,7 +17,8 @@ import { createLogger, errorMessage, type Logger } from '../components/shared/lo
 import { APP, EPOCH_STREAM, HEALTH_STREAM, LOSS_STREAM, STATUS_STREAM, parseDataTopic } from '../components/shared/topics';
 import { DeviceStatusBook } from './device-status';
 import type { ArchiveBackend } from './archive';
-import { createIngestClient, endClient } from './connection';
+import { createIngestClient } from './connection';
+import { endMqttClient } from '../components/shared/mqtt-end';
 import { EPOCHS_PREFIX, epochKey, gapKey, HEALTH_PREFIX, healthKey, MAX_KEY_SEQ, quarantineKey, recordKey, rejectedKey, STATUS_KEY } from './keys';
 import { checkRecord, RECORD_KINDS, STREAM_QUARANTINE, type DomainLimits } from '../components/shared/records';
 import healthSchema from '../components/shared/schemas/health.v1.schema.json';
@@ -366,7 +367,7 @@ export class CloudIngest {
     if (!this.started) {
       // Nothing was processed (chains wait for a ledger that will never be built), so there is nothing to finish.
       this.client.off('message', this.onMessage);
-      if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);
+      if (this.ownsClient) await endMqttClient(this.client, this.stopTimeoutMs);
       return;
     }
     if (this.statusTimer) clearInterval(this.statusTimer);
@@ -387,7 +388,7 @@ export class CloudIngest {
     const alertsDelivered = await resolvesWithin(this.alerts.flush(), this.stopTimeoutMs);
     if (!alertsDelivered) this.logger.warn('stop: alert sinks still delivering; stopping anyway', { timeoutMs: this.stopTimeoutMs });
     await this.writeStatus();
-    if (this.ownsClient) await endClient(this.client, this.stopTimeoutMs);
+    if (this.ownsClient) await endMqttClient(this.client, this.stopTimeoutMs);
     this.logger.info('ingest stopped', { stats: this.stats() });
   }
 

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { createLogger, errorMessage } from '../components/shared/logger';
 import { alertSinksFromFlags, archiveFromFlags, exitOnSignals, numberFlag, SHARED_CLOUD_OPTIONS, SHARED_CLOUD_USAGE, tlsFromFlags } from './cli-flags';
-import { createIngestClient, endClient } from './connection';
+import { createIngestClient } from './connection';
+import { endMqttClient } from '../components/shared/mqtt-end';
 import { CloudIngest, type IntegrityMode } from './ingest';
 import { instanceStatusKey } from './keys';
 
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
 
   exitOnSignals(logger, async () => {
     await ingest.stop();
-    await endClient(client, 5000);
+    await endMqttClient(client, 5000);
   });
 
   logger.info('starting cloud ingest', { broker: values.broker, archive: location, integrity, filters: ingest.filters, alertSinks: alertSinks.map((sink) => sink.name) });

@@ -1,8 +1,8 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { resolvesWithin } from '../components/shared/backoff';
 import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-tls';
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
+import { endMqttClient } from '../components/shared/mqtt-end';
 import { RateLimiter } from '../components/shared/rate-limiter';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
 import { topicMatches } from '../components/shared/topic-filter';
@@ -129,11 +129,10 @@ export class IotBridge {
     clearTimeout(this.pacedDrain);
     const client = this.client;
     if (!client) return;
-    // A graceful end waits for in-flight PUBACKs; over a link that swallows everything they never
-    // come, and a shutdown must not hang on that: what was in flight stays in the broker session.
-    if (await resolvesWithin(client.endAsync(false), STOP_TIMEOUT_MS)) return;
-    this.options.logger.warn('IoT broker connection did not close in time; closing it forcibly', { timeoutMs: STOP_TIMEOUT_MS, inFlight: this.inFlight.size });
-    await client.endAsync(true);
+    const inFlight = this.inFlight.size;
+    if ((await endMqttClient(client, STOP_TIMEOUT_MS)) === 'forced') {
+      this.options.logger.warn('IoT broker connection did not close in time (no PUBACK for what was in flight); closed its socket', { timeoutMs: STOP_TIMEOUT_MS, inFlight });
+    }
   }
 
   /**

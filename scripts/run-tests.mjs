@@ -47,6 +47,21 @@ function summaryOf(output) {
   return summary;
 }
 
+/** Process groups of the files running now: an interrupted run takes them (and what they started) down. */
+const running = new Set();
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const pid of running) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    process.exit(130);
+  });
+}
+
 function runFile(file) {
   const name = relative(root, file);
   const started = Date.now();
@@ -58,6 +73,7 @@ function runFile(file) {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    running.add(child.pid);
     const chunks = [];
     child.stdout.on('data', (chunk) => chunks.push(chunk));
     child.stderr.on('data', (chunk) => chunks.push(chunk));
@@ -72,6 +88,7 @@ function runFile(file) {
     }, FILE_TIMEOUT_MS);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      running.delete(child.pid);
       const output = Buffer.concat(chunks).toString('utf8');
       const summary = summaryOf(output);
       const problems = [];

@@ -149,6 +149,8 @@ export interface FleetModel {
    * instances of a group write status, their sums (stale only when every instance is).
    */
   ingest: IngestView | null;
+  /** Where `ingest` comes from: the single ingest's status, the group's sums, or nowhere. */
+  ingestSource: 'single' | 'group' | null;
   /** Each instance of a shared-subscription group, by name; empty for a single ingest. */
   ingestInstances: IngestInstanceView[];
   checker: CheckerView | null;
@@ -263,6 +265,7 @@ export async function buildFleetModel(archive: ArchiveBackend, now: Date = new D
     generatedAt: now.toISOString(),
     devices,
     ingest,
+    ingestSource: single ? 'single' : ingest ? 'group' : null,
     ingestInstances,
     checker,
     alerts: alertsView.alerts,

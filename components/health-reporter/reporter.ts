@@ -120,8 +120,11 @@ export class HealthReporter {
     const heartbeat = checked.value;
     this.metrics.heartbeatsReceived += 1;
     if (heartbeat.component === 'SensorAcquisition') {
-      const before = this.heartbeats.get('SensorAcquisition')?.heartbeat.metrics;
-      this.acquisitionDelta = { appendFailures: growth(before?.appendFailures, heartbeat.metrics.appendFailures), droppedOverflow: growth(before?.droppedOverflow, heartbeat.metrics.droppedOverflow) };
+      const before = this.heartbeats.get('SensorAcquisition')?.heartbeat;
+      // A shorter uptime is a restarted process: its counters start from 0 again.
+      const restarted = before !== undefined && heartbeat.uptimeSec < before.uptimeSec;
+      const growth = (name: string): number => counterGrowth(before?.metrics[name], heartbeat.metrics[name], restarted);
+      this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow') };
     }
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
     const status = this.evaluate(now).status;
@@ -249,10 +252,11 @@ class CpuUsage {
 }
 
 /**
- * How much a counter grew between two heartbeats. A smaller value is a restart counting from 0;
- * with no heartbeat before (this reporter just started) nothing can be said about when it grew.
+ * How much a counter grew between two heartbeats. After a restart (or a counter that went down)
+ * all of it is new; with no heartbeat before (this reporter just started) nothing can be said
+ * about when it grew.
  */
-function growth(before: unknown, after: unknown): number {
+function counterGrowth(before: unknown, after: unknown, restarted: boolean): number {
   if (typeof after !== 'number' || typeof before !== 'number') return 0;
-  return after < before ? after : after - before;
+  return restarted || after < before ? after : after - before;
 }

@@ -259,6 +259,7 @@ describe('buildFleetModel', () => {
         [['ingest-a', 100, false], ['ingest-c', 7, true], ['ingest:b', 50, false]],
       );
       assert.equal(model.ingest?.recordsArchived, 157);
+      assert.equal(model.ingestSource, 'group');
       assert.equal(model.ingest?.stale, false, 'the group is live while one instance is');
       assert.deepEqual(model.ingest?.rejected, { schema: 6, checksum: 3 });
       assert.equal(model.ingest?.rejectedTotal, 9);
@@ -272,7 +273,9 @@ describe('buildFleetModel', () => {
       assert.equal(later.checker?.stale, true, 'no pass for two minutes');
 
       await archive.put(STATUS_KEY, ingestStatus(9, secondsBefore(1)));
-      assert.equal((await buildFleetModel(archive, NOW)).ingest?.recordsArchived, 9, 'a single ingest\'s status wins over the sums');
+      const both = await buildFleetModel(archive, NOW);
+      assert.equal(both.ingest?.recordsArchived, 9, 'a single ingest\'s status wins over the sums');
+      assert.equal(both.ingestSource, 'single');
 
       await archive.put(CHECKER_STATUS_KEY, '[1]');
       assert.deepEqual((await buildFleetModel(archive, NOW)).problems, [{ key: CHECKER_STATUS_KEY, problem: 'checker status is not an object' }]);
@@ -334,6 +337,7 @@ describe('FleetSampler', () => {
       generatedAt: NOW.toISOString(),
       devices: backlogs.map((backlogRecords, i) => ({ device: `d${i}`, backlogRecords, backlogAgeSec: backlogRecords === null ? null : i * 10 }) as FleetModel['devices'][number]),
       ingest: ingest === null ? null : ({ stale: false, startedAt: 'S1', ...ingest } as IngestView),
+      ingestSource: ingest === null ? null : 'single',
       ingestInstances: [],
       checker: null,
       alerts: [],

@@ -93,6 +93,11 @@ describe('HealthReporter: the store refusing the acquisition\'s appends', () => 
     assert.deepEqual(dropping.reasons, ['SensorAcquisition: 30 samples dropped since its previous heartbeat: the store refused them beyond maxPendingRecords']);
     reporter.onHeartbeat(acquisition(1, 0, 5), T + 2000);
     assert.equal(reporter.evaluate(T + 2000).status, 'degraded', 'after a restart, its 1 failure is new');
+    // A restart that failed as often as the process before it: the shorter uptime tells.
+    reporter.onHeartbeat({ ...acquisition(4, 0, 5), uptimeSec: 50 }, T + 3000);
+    others(reporter, T + 4000);
+    reporter.onHeartbeat({ ...acquisition(4, 0, 9), uptimeSec: 2 }, T + 4000);
+    assert.deepEqual(reporter.evaluate(T + 4000).reasons, ['SensorAcquisition: the store refused 4 appends since its previous heartbeat; 9 samples wait in memory']);
   });
 });
 
