@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../components/shared/logger';
@@ -12,6 +12,53 @@ import { errorMessage } from '../components/shared/logger';
  */
 
 export class RuntimeAlreadyRunningError extends Error {}
+
+/**
+ * Takes `<root>/runtime.lock` (created exclusively, holding this pid) for the runtime's lifetime:
+ * of two runtimes started on one root in the same instant, one gets it and the other stops. A lock
+ * whose process is gone (a SIGKILLed runtime) is taken over. Returns the release function.
+ */
+export function acquireRootLock(root: string): () => void {
+  const path = join(root, 'runtime.lock');
+  const release = (): void => {
+    if (readHolder(path) === process.pid) rmSync(path, { force: true });
+  };
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return release;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = readHolder(path);
+    // This process already holds it: an earlier runtime object here that did not stop (tests).
+    if (holder === process.pid) return release;
+    if (holder !== undefined && isLiveNodeProcess(holder)) {
+      throw new RuntimeAlreadyRunningError(`another runtime (pid ${holder}) holds ${path}: stop it first; if no runtime is running, delete that file`);
+    }
+    rmSync(path, { force: true }); // its process is gone
+  }
+  throw new RuntimeAlreadyRunningError(`another runtime took ${path} while this one was starting`);
+}
+
+function readHolder(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isLiveNodeProcess(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    // A pid reused by something else must not block the runtime forever.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
+  } catch {
+    return false;
+  }
+}
 
 /** Refuses to start when another runtime answers on the root's IPC socket; a stale file is fine. */
 export async function assertNoLiveRuntime(socketPath: string): Promise<void> {

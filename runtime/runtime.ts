@@ -29,7 +29,7 @@ import {
   type PlannedComponent,
 } from './deployment';
 import { EventStreamRpcServer } from './eventstream-server';
-import { assertNoLiveRuntime, reapOrphanedComponents } from './previous-instance';
+import { acquireRootLock, assertNoLiveRuntime, reapOrphanedComponents } from './previous-instance';
 import { IotBridge } from './iot-bridge';
 import { CLI_PRINCIPAL, IpcService, type ComponentHandle, type RuntimeControl } from './ipc-service';
 import { LocalPubSub } from './local-pubsub';
@@ -162,6 +162,7 @@ export class LocalRuntime implements RuntimeControl {
   private fleetStatus?: FleetStatusReporter;
   private fleetStatusTimer?: NodeJS.Timeout;
   private stopped = false;
+  private releaseRootLock?: () => void;
   private configuration?: ConfigurationService;
   private deploymentManager?: DeploymentManager;
   readonly socketPath: string;
@@ -187,6 +188,7 @@ export class LocalRuntime implements RuntimeControl {
       throw new RecipeError(`accessControl: policy ids must be unique across components: ${duplicates.map((d) => `"${d.policyId}" in ${d.components.join(' and ')}`).join('; ')}`);
     }
     for (const folder of ['work', 'logs', 'cli_ipc_info']) mkdirSync(join(this.root, folder), { recursive: true });
+    this.releaseRootLock = acquireRootLock(this.root);
     await assertNoLiveRuntime(this.socketPath);
     reapOrphanedComponents(this.root, this.options.logger);
 
@@ -263,6 +265,7 @@ export class LocalRuntime implements RuntimeControl {
     await this.bridge?.stop();
     await this.broker?.close();
     for (const component of this.order) component.supervisor.close();
+    this.releaseRootLock?.();
     this.options.logger.info('local runtime stopped');
   }
 

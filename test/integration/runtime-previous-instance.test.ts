@@ -58,7 +58,7 @@ test('after a runtime is SIGKILLed, the next one on its root kills the component
 
     const second = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 30_000 });
     assert.notEqual(second.status, 0, 'the second runtime did not stop');
-    assert.match(`${second.stdout}${second.stderr}`, /another runtime is serving this root/);
+    assert.match(`${second.stdout}${second.stderr}`, /another runtime \(pid \d+\) holds .*runtime\.lock/);
     assert.ok(alive(orphan), 'the refused runtime touched nothing');
 
     first.kill('SIGKILL');
@@ -78,3 +78,32 @@ test('after a runtime is SIGKILLed, the next one on its root kills the component
     if (orphan !== undefined && alive(orphan)) process.kill(-orphan, 'SIGKILL');
   }
 });
+
+test('two runtimes started on one root in the same instant: exactly one runs, the other stops naming the lock', { timeout: 60_000 }, async () => {
+  const root = tempRoot('same-instant-');
+  const recipes = join(root, 'recipes');
+  mkdirSync(recipes);
+  mkdirSync(join(root, 'artifacts'));
+  writeFileSync(join(recipes, `${COMPONENT}.yaml`), YAML.stringify(testRecipe(COMPONENT, 'sleep 600')));
+  const gg = join(root, 'gg');
+  const args = [join(DIST, 'runtime', 'main.js'), '--root', gg, '--recipes', recipes, '--artifacts', join(root, 'artifacts'), '--thing', 'same-instant-thing'];
+  const outputs = ['', ''];
+  const both = [0, 1].map((i) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (chunk) => (outputs[i] += chunk));
+    child.stderr!.on('data', (chunk) => (outputs[i] += chunk));
+    return child;
+  });
+  try {
+    await waitFor('one of the two to stop', () => both.some((c) => c.exitCode !== null), 30_000);
+    const [refused, kept] = both[0].exitCode !== null ? [0, 1] : [1, 0];
+    assert.notEqual(both[refused].exitCode, 0);
+    assert.match(outputs[refused], /another runtime/);
+    await waitFor('the component RUNNING under the runtime that kept the root', () => runningPid(gg), 30_000);
+    assert.equal(both[kept].exitCode, null, 'the other runtime still runs');
+  } finally {
+    for (const child of both) if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+    await Promise.all(both.map(exited));
+  }
+});
+
