@@ -3,7 +3,7 @@ import { readBrokerTls, type BrokerTlsFiles } from '../components/shared/broker-
 import type { Logger } from '../components/shared/logger';
 import { errorMessage } from '../components/shared/logger';
 import { endMqttClient } from '../components/shared/mqtt-end';
-import { RateLimiter } from '../components/shared/rate-limiter';
+import { IOT_CORE_PACING, PublishPacer } from '../components/shared/rate-limiter';
 import { PublishRefusedError, Spooler, type SpooledMessage } from './spooler';
 import { topicMatches } from '../components/shared/topic-filter';
 
@@ -34,7 +34,6 @@ export interface IotBridgeOptions {
 }
 
 export const DEFAULT_MAX_IN_FLIGHT_PUBLISHES = 5;
-export const IOT_CORE_PACING = { publishesPerSec: 100, bytesPerSec: 512 * 1024 };
 /** How long stop waits for a graceful DISCONNECT (in-flight PUBACKs first) before it closes the socket. */
 const STOP_TIMEOUT_MS = 5000;
 export const DEFAULT_MAX_MESSAGE_SIZE_BYTES = 128 * 1024;
@@ -44,7 +43,7 @@ export type IotMessageListener = (topic: string, payload: Buffer, retain: boolea
 export class IotBridge {
   readonly spooler: Spooler;
   readonly counters = { published: 0, publishFailures: 0, received: 0, connects: 0, disconnects: 0, pacedWaits: 0 };
-  private readonly pace?: { publishes: RateLimiter; bytes: RateLimiter };
+  private readonly pace?: PublishPacer;
   private pacedDrain?: NodeJS.Timeout;
   private client?: MqttClient;
   private readonly inFlight = new Set<number>();
@@ -61,7 +60,7 @@ export class IotBridge {
     this.maxInFlight = options.maxInFlightPublishes ?? DEFAULT_MAX_IN_FLIGHT_PUBLISHES;
     this.maxMessageSize = options.maxMessageSizeInBytes ?? DEFAULT_MAX_MESSAGE_SIZE_BYTES;
     const pacing = options.pacing ?? IOT_CORE_PACING;
-    if (pacing) this.pace = { publishes: new RateLimiter(pacing.publishesPerSec), bytes: new RateLimiter(pacing.bytesPerSec) };
+    if (pacing) this.pace = new PublishPacer(pacing);
   }
 
   get connected(): boolean {
@@ -162,10 +161,11 @@ export class IotBridge {
   private drain(): void {
     while (this.connected && this.inFlight.size < this.maxInFlight) {
       if (this.pacedDrain) return;
-      const waitMs = this.pace ? Math.max(this.pace.publishes.waitMs(), this.pace.bytes.waitMs()) : 0;
+      const message = this.spooler.next(this.inFlight);
+      if (!message) return;
+      const waitMs = this.pace?.waitMs() ?? 0;
       if (waitMs > 0) {
         // Messages wait in the spooler, as on a nucleus, while the pace holds them.
-        if (!this.spooler.next(this.inFlight)) return;
         this.counters.pacedWaits += 1;
         this.pacedDrain = setTimeout(() => {
           this.pacedDrain = undefined;
@@ -173,10 +173,7 @@ export class IotBridge {
         }, Math.ceil(waitMs));
         return;
       }
-      const message = this.spooler.next(this.inFlight);
-      if (!message) return;
-      this.pace?.publishes.take(1);
-      this.pace?.bytes.take(message.payload.length);
+      this.pace?.take(message.payload.length);
       this.send(message);
     }
   }

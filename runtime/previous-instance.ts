@@ -77,16 +77,15 @@ export async function assertNoLiveRuntime(socketPath: string): Promise<void> {
 /**
  * SIGKILLs the process group of every component the previous runtime's status.json lists whose
  * process is still alive and still works in that component's work folder (its cwd), so a reused
- * pid of an unrelated process is never touched. Returns what it killed.
+ * pid of an unrelated process is never touched.
  */
-export function reapOrphanedComponents(root: string, logger: Logger): Array<{ component: string; pid: number }> {
+export function reapOrphanedComponents(root: string, logger: Logger): void {
   let previous: { components?: Record<string, { pid?: unknown }> };
   try {
     previous = JSON.parse(readFileSync(join(root, 'status.json'), 'utf8'));
   } catch {
-    return []; // no previous run, or nothing readable of it: nothing to reap
+    return; // no previous run, or nothing readable of it: nothing to reap
   }
-  const reaped: Array<{ component: string; pid: number }> = [];
   for (const [component, state] of Object.entries(previous.components ?? {})) {
     const pid = state?.pid;
     if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) continue;
@@ -108,8 +107,6 @@ export function reapOrphanedComponents(root: string, logger: Logger): Array<{ co
         continue;
       }
     }
-    reaped.push({ component, pid });
     logger.warn('a component process of a previous runtime that did not stop was still running; killed it before starting the component again', { component, pid });
   }
-  return reaped;
 }

@@ -32,7 +32,7 @@ import { readFileSync } from 'node:fs';
 import { io, mqtt5 } from 'aws-crt';
 import { sleep } from '../shared/backoff';
 import { errorMessage, type Logger } from '../shared/logger';
-import { RateLimiter } from '../shared/rate-limiter';
+import { IOT_CORE_PACING, PublishPacer } from '../shared/rate-limiter';
 import { topicMatches } from '../shared/topic-filter';
 import { BackpressureError, TransportError, type Transport } from './transport';
 
@@ -79,8 +79,8 @@ export const MQTT5_DEFAULTS = {
   maxQueuedPublishes: 100,
   ackTimeoutSec: 60,
   takeoverCooldownMs: 60_000,
-  maxPublishesPerSec: 100,
-  maxPublishBytesPerSec: 512 * 1024,
+  maxPublishesPerSec: IOT_CORE_PACING.publishesPerSec,
+  maxPublishBytesPerSec: IOT_CORE_PACING.bytesPerSec,
 } as const;
 
 const MAX_TAKEOVER_COOLDOWN_MS = 10 * 60_000;
@@ -131,7 +131,7 @@ export class Mqtt5Transport implements Transport {
     statusPublishFailures: 0,
     pacedWaits: 0,
   };
-  private readonly pace: { publishes?: RateLimiter; bytes?: RateLimiter };
+  private readonly pace: PublishPacer;
   /** Aborted by close(), so that a publish waiting for the pace does not hold the shutdown. */
   private readonly closing = new AbortController();
   private readonly client: mqtt5.Mqtt5Client;
@@ -156,10 +156,7 @@ export class Mqtt5Transport implements Transport {
   constructor(options: Mqtt5TransportOptions) {
     this.options = { ...MQTT5_DEFAULTS, ...stripUndefined(options) } as Mqtt5TransportOptions & typeof MQTT5_DEFAULTS;
     this.nextTakeoverCooldownMs = this.options.takeoverCooldownMs;
-    this.pace = {
-      publishes: this.options.maxPublishesPerSec > 0 ? new RateLimiter(this.options.maxPublishesPerSec) : undefined,
-      bytes: this.options.maxPublishBytesPerSec > 0 ? new RateLimiter(this.options.maxPublishBytesPerSec) : undefined,
-    };
+    this.pace = new PublishPacer({ publishesPerSec: this.options.maxPublishesPerSec, bytesPerSec: this.options.maxPublishBytesPerSec });
     this.client = new mqtt5.Mqtt5Client(this.clientConfig());
     this.attachLifecycle();
   }
@@ -234,16 +231,12 @@ export class Mqtt5Transport implements Transport {
    * connection to stay under; so does this one (one second of unused budget is kept for bursts).
    */
   private async waitForPace(bytes: number): Promise<void> {
-    const { publishes, bytes: volume } = this.pace;
-    for (;;) {
-      const waitMs = Math.max(publishes?.waitMs() ?? 0, volume?.waitMs() ?? 0);
-      if (waitMs <= 0) break;
+    for (let waitMs = this.pace.waitMs(); waitMs > 0; waitMs = this.pace.waitMs()) {
       this.counters.pacedWaits += 1;
       await sleep(Math.ceil(waitMs), this.closing.signal);
       if (this.closed) return;
     }
-    publishes?.take(1);
-    volume?.take(bytes);
+    this.pace.take(bytes);
   }
 
   async subscribe(filter: string, onMessage: (topic: string, payload: Buffer) => void): Promise<void> {

@@ -41,3 +41,31 @@ export class RateLimiter {
     this.nextFreeMs = now;
   }
 }
+
+/** AWS IoT Core's per-connection limits, not adjustable (IoT Core quotas), that the nucleus paces to. */
+export const IOT_CORE_PACING = { publishesPerSec: 100, bytesPerSec: 512 * 1024 } as const;
+
+/**
+ * A connection's publish pace: one bucket of publishes and one of payload bytes, as the nucleus
+ * keeps per IoT Core connection. A limit of 0 leaves that dimension unpaced.
+ */
+export class PublishPacer {
+  private readonly publishes?: RateLimiter;
+  private readonly bytes?: RateLimiter;
+
+  constructor(limits: { publishesPerSec: number; bytesPerSec: number }) {
+    if (limits.publishesPerSec > 0) this.publishes = new RateLimiter(limits.publishesPerSec);
+    if (limits.bytesPerSec > 0) this.bytes = new RateLimiter(limits.bytesPerSec);
+  }
+
+  /** Milliseconds until the next publish may go; 0 when it may now. */
+  waitMs(): number {
+    return Math.max(this.publishes?.waitMs() ?? 0, this.bytes?.waitMs() ?? 0);
+  }
+
+  /** Accounts one publish of this many payload bytes. */
+  take(payloadBytes: number): void {
+    this.publishes?.take(1);
+    this.bytes?.take(payloadBytes);
+  }
+}

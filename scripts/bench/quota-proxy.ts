@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { IOT_CORE_PACING } from '../../components/shared/rate-limiter';
 
 /**
  * A loopback TCP proxy between a device's MQTT connection and the broker that stands in for two
@@ -16,8 +17,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
  * the order they came, so a PINGREQ behind a paced PUBLISH waits too, as it would in the nucleus's
  * single outgoing queue.
  */
-export const IOT_CORE_PUBLISHES_PER_SEC = 100;
-export const IOT_CORE_BYTES_PER_SEC = 512 * 1024;
+export const IOT_CORE_PUBLISHES_PER_SEC = IOT_CORE_PACING.publishesPerSec;
+export const IOT_CORE_BYTES_PER_SEC = IOT_CORE_PACING.bytesPerSec;
 
 export interface QuotaProxyStats {
   connections: number;

@@ -33,18 +33,23 @@ function runningPid(gg: string): number | undefined {
   }
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-test('after a runtime is SIGKILLed, the next one on its root kills the components it left running before starting them again; a second runtime on a live root is refused', { timeout: 90_000 }, async () => {
-  const root = tempRoot('previous-');
+/** A root whose only component sleeps, and the command line of a runtime process on it. */
+function runtimeRootWithSleeper(prefix: string, thing: string): { gg: string; args: string[] } {
+  const root = tempRoot(prefix);
   const recipes = join(root, 'recipes');
   mkdirSync(recipes);
   mkdirSync(join(root, 'artifacts'));
   writeFileSync(join(recipes, `${COMPONENT}.yaml`), YAML.stringify(testRecipe(COMPONENT, 'sleep 600')));
   const gg = join(root, 'gg');
-  const args = [join(DIST, 'runtime', 'main.js'), '--root', gg, '--recipes', recipes, '--artifacts', join(root, 'artifacts'), '--thing', 'previous-thing'];
+  return { gg, args: [join(DIST, 'runtime', 'main.js'), '--root', gg, '--recipes', recipes, '--artifacts', join(root, 'artifacts'), '--thing', thing] };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+test('after a runtime is SIGKILLed, the next one on its root kills the components it left running before starting them again; a second runtime on a live root is refused', { timeout: 90_000 }, async () => {
+  const { gg, args } = runtimeRootWithSleeper('previous-', 'previous-thing');
   const runtimes: ChildProcess[] = [];
   const start = () => {
     const child = spawn(process.execPath, args, { stdio: 'ignore' });
@@ -80,13 +85,7 @@ test('after a runtime is SIGKILLed, the next one on its root kills the component
 });
 
 test('two runtimes started on one root in the same instant: exactly one runs, the other stops naming the lock', { timeout: 60_000 }, async () => {
-  const root = tempRoot('same-instant-');
-  const recipes = join(root, 'recipes');
-  mkdirSync(recipes);
-  mkdirSync(join(root, 'artifacts'));
-  writeFileSync(join(recipes, `${COMPONENT}.yaml`), YAML.stringify(testRecipe(COMPONENT, 'sleep 600')));
-  const gg = join(root, 'gg');
-  const args = [join(DIST, 'runtime', 'main.js'), '--root', gg, '--recipes', recipes, '--artifacts', join(root, 'artifacts'), '--thing', 'same-instant-thing'];
+  const { gg, args } = runtimeRootWithSleeper('same-instant-', 'same-instant-thing');
   const outputs = ['', ''];
   const both = [0, 1].map((i) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
