@@ -199,11 +199,11 @@ export const FLEET_PAGE_HTML = `<!doctype html>
   function renderIngest(model) {
     var i = model.ingest;
     var dead = model.ingestInstances.filter(function (x) { return x.stale; });
-    var group = 'cloud ingest: ' + model.ingestInstances.length + ' instances' + (dead.length ? ', ' + dead.length + ' NOT UPDATING (' + dead.map(function (x) { return x.instance; }).join(', ') + ')' : ', all running');
+    var instances = model.ingestInstances.length + ' instances' + (dead.length ? ', ' + dead.length + ' NOT UPDATING (' + dead.map(function (x) { return x.instance; }).join(', ') + ')' : ', all running');
     // Both kinds of status at once: one of them is probably left from a change of mode.
     document.getElementById('ingest-state').textContent = !i ? 'cloud ingest: no status yet'
-      : model.ingestSource === 'group' ? group
-        : 'cloud ingest ' + instanceState(i) + (model.ingestInstances.length > 0 ? '; also ' + group.replace('cloud ingest: ', '') + ' (status files of a group: left from an earlier mode?)' : '');
+      : model.ingestSource === 'group' ? 'cloud ingest: ' + instances
+        : 'cloud ingest ' + instanceState(i) + (model.ingestInstances.length > 0 ? '; also ' + instances + ' (status files of a group: left from an earlier mode?)' : '');
     renderInstances(model);
     renderChecker(model);
     if (!i) return replace('counters', []);
