@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../components/shared/logger';
@@ -17,28 +17,44 @@ export class RuntimeAlreadyRunningError extends Error {}
  * Takes `<root>/runtime.lock` (created exclusively, holding this pid) for the runtime's lifetime:
  * of two runtimes started on one root in the same instant, one gets it and the other stops. A lock
  * whose process is gone (a SIGKILLed runtime) is taken over. Returns the release function.
+ *
+ * The pid is written to a file of this process's own and hard-linked into place: link() fails if
+ * the lock exists, so a lock is never seen empty. (Created with O_EXCL and then written, another
+ * runtime could read it empty in between, take it for stale and remove it: both ran.) Two runtimes
+ * taking over the same stale lock in the same instant can still both succeed.
  */
 export function acquireRootLock(root: string): () => void {
   const path = join(root, 'runtime.lock');
   const release = (): void => {
     if (readHolder(path) === process.pid) rmSync(path, { force: true });
   };
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return release;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  const mine = `${path}.${process.pid}`;
+  writeFileSync(mine, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      if (tryLink(mine, path)) return release;
+      const holder = readHolder(path);
+      // This process already holds it: an earlier runtime object here that did not stop (tests).
+      if (holder === process.pid) return release;
+      if (holder !== undefined && isLiveNodeProcess(holder)) {
+        throw new RuntimeAlreadyRunningError(`another runtime (pid ${holder}) holds ${path}: stop it first; if no runtime is running, delete that file`);
+      }
+      rmSync(path, { force: true }); // its process is gone
     }
-    const holder = readHolder(path);
-    // This process already holds it: an earlier runtime object here that did not stop (tests).
-    if (holder === process.pid) return release;
-    if (holder !== undefined && isLiveNodeProcess(holder)) {
-      throw new RuntimeAlreadyRunningError(`another runtime (pid ${holder}) holds ${path}: stop it first; if no runtime is running, delete that file`);
-    }
-    rmSync(path, { force: true }); // its process is gone
+    throw new RuntimeAlreadyRunningError(`another runtime took ${path} while this one was starting`);
+  } finally {
+    rmSync(mine, { force: true });
   }
-  throw new RuntimeAlreadyRunningError(`another runtime took ${path} while this one was starting`);
+}
+
+function tryLink(from: string, to: string): boolean {
+  try {
+    linkSync(from, to);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
 }
 
 function readHolder(path: string): number | undefined {
