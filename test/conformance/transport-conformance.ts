@@ -211,13 +211,16 @@ export function transportConformance(name: string, makeHarness: () => Promise<Tr
     const inbox = await cloudInbox(harness);
     const topic = harness.dataTopic('pace');
     // At most one second of unused budget (100 publishes) may go at once; the other 150 of 251
-    // are 10 ms apart, so the last reaches the broker at least 1.5 s after the first.
+    // are 10 ms apart, so the last reaches the broker at least 1.5 s after the first is handed
+    // over. Measured from the hand-over, not the first arrival: on a loaded machine the burst
+    // reaches the broker late, which would shorten an arrival-to-arrival spread.
     const count = 251;
+    const handedOver = performance.now();
     for (let i = 0; i < count; i += 1) await publishRetryingOnBackpressure(harness.transport, topic, indexedPayload(i), 10_000);
     await waitUntil(`${count} publishes at the cloud`, () => inbox.filter((m) => m.topic === topic).length >= count, 20_000);
     const arrivals = inbox.filter((m) => m.topic === topic).map((m) => m.at);
-    const spread = arrivals[arrivals.length - 1] - arrivals[0];
-    assert.ok(spread >= 1500 * 0.9, `${count} publishes reached the broker within ${Math.round(spread)} ms; at 100/s after a burst of 100 that takes at least 1500 ms`);
+    const spread = arrivals[arrivals.length - 1] - handedOver;
+    assert.ok(spread >= 1500 * 0.9, `the last of ${count} publishes reached the broker ${Math.round(spread)} ms after the first was handed over; at 100/s after a burst of 100 that takes at least 1500 ms`);
   });
 
   it('QoS 1 publishes on one topic from one sequential publisher arrive in publish order', async (harness) => {
