@@ -1,4 +1,4 @@
-// Runs every compiled test file under dist/test, two at a time, each in its own Node process.
+// Runs every compiled test file under dist/test, two at a time (a few alone), each in its own Node process.
 // Usage: node scripts/run-tests.mjs [substring ...]  (only files whose path contains one of them)
 //
 // Why not `node --test`: an aws-crt client can keep a test process alive after its tests have
@@ -18,6 +18,13 @@ const CONCURRENCY = Number(process.env.TEST_CONCURRENCY ?? 2);
 // Far above the slowest file (the chaos runs, about 4 min); only a hung process gets here.
 const FILE_TIMEOUT_MS = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 15 * 60_000);
 const SUMMARY_KEYS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
+// Files that time faults and reconnects against the wall clock (the chaos runs, the Device
+// Advisor's backoff shapes) run with nothing beside them: on two cores, a neighbour's load is
+// enough to push a fault past its slot. The rest share the machine two at a time.
+const RUN_ALONE = ['test/chaos/chaos-run', 'test/advisor/'];
+// How much of a failed file's "failing tests" section the closing lines repeat: CI may keep only
+// the end of a long output, and that end should say which test failed and why.
+const FAILURE_DIGEST_LINES = 40;
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -102,9 +109,18 @@ function runFile(file) {
   });
 }
 
+/** The spec reporter's "✖ failing tests:" section of a file's output, shortened. */
+function failureDigest(output) {
+  const lines = output.split('\n');
+  const start = lines.findIndex((line) => line.startsWith('✖ failing tests:'));
+  if (start < 0) return [];
+  const section = lines.slice(start + 1).filter((line) => line.trim() !== '' && !line.startsWith('ℹ '));
+  return section.length > FAILURE_DIGEST_LINES ? [...section.slice(0, FAILURE_DIGEST_LINES), `... ${section.length - FAILURE_DIGEST_LINES} more lines above, in the file's report`] : section;
+}
+
 const results = [];
-const queue = [...files];
-async function worker() {
+const runsAlone = (file) => RUN_ALONE.some((part) => relative(root, file).includes(part));
+async function worker(queue) {
   while (queue.length > 0) {
     const result = await runFile(queue.shift());
     results.push(result);
@@ -113,7 +129,9 @@ async function worker() {
     if (result.problems.length > 0) process.stdout.write(`✖ ${result.name}: ${result.problems.join('; ')}\n`);
   }
 }
-await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
+const shared = files.filter((file) => !runsAlone(file));
+await Promise.all(Array.from({ length: Math.min(CONCURRENCY, shared.length) }, () => worker(shared)));
+await worker(files.filter(runsAlone));
 
 const totals = Object.fromEntries(SUMMARY_KEYS.map((key) => [key, results.reduce((sum, r) => sum + (r.summary?.[key] ?? 0), 0)]));
 const failed = results.filter((r) => r.problems.length > 0).sort((a, b) => a.name.localeCompare(b.name));
@@ -123,7 +141,10 @@ for (const key of SUMMARY_KEYS) process.stdout.write(`ℹ ${key} ${totals[key]}\
 if (skippedLines.length > 0) process.stdout.write(`skipped:\n${skippedLines.join('\n')}\n`);
 if (failed.length > 0) {
   process.stdout.write(`\n✖ ${failed.length} test file(s) failed:\n`);
-  for (const r of failed) process.stdout.write(`  ${r.name}: ${r.problems.join('; ')}\n`);
+  for (const r of failed) {
+    process.stdout.write(`  ${r.name}: ${r.problems.join('; ')}\n`);
+    for (const line of failureDigest(r.output)) process.stdout.write(`    ${line}\n`);
+  }
   process.exit(1);
 }
 process.stdout.write('✔ every test file ran to its end and passed\n');
