@@ -48,12 +48,15 @@ const NOT_APPLICABLE: Record<'ipc' | 'mqtt5', Partial<Record<FaultType, string>>
  * beyond the error-reset window the runtime is given here: a chain of three never forms.
  */
 const ERROR_RESET_MS = 10_000;
+/** Sampling goes on this long after the last fault, so its recovery is seen while data still flows. */
+const SAMPLING_AFTER_FAULTS_MS = 3000;
 const KILL_SPACING_MS = 12_000;
 const COMPONENTS = ['com.elevator.SensorAcquisition', 'com.elevator.StreamBuffer', 'com.elevator.MqttPublisher', 'com.elevator.HealthReporter'];
 const FAKETIME_LIB = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((p) => existsSync(p));
 
 export interface ChaosOptions {
   root?: string;
+  /** How long faults are injected and data sampled: at least this, longer when a fault overran its slot. */
   durationMs: number;
   drainTimeoutMs: number;
   thingName: string;
@@ -165,7 +168,8 @@ export class ChaosHarness {
     const pipeline = new Pipeline({
       root: this.root,
       thingName: this.options.thingName,
-      durationMs: this.options.durationMs,
+      // Sampling ends when the faults are done (requestStop below), not on a timer: on a loaded
+      // machine a fault can overrun its slot, and one left for the drain might never fire.
       drainTimeoutMs: this.options.drainTimeoutMs,
       brokerUrl: this.mosquitto.url,
       deviceBrokerUrl: this.proxy.url,
@@ -194,7 +198,10 @@ export class ChaosHarness {
     let final: SampledEpoch | undefined;
     try {
       const running = pipeline.run();
-      const injecting = this.injectFaults();
+      const injecting = this.injectFaults().finally(async () => {
+        if (!this.stopFaults) await sleep(Math.max(SAMPLING_AFTER_FAULTS_MS, this.startedAt + this.options.durationMs - Date.now()));
+        pipeline.requestStop();
+      });
       const summary = await running;
       this.stopFaults = true;
       await injecting;
