@@ -776,7 +776,10 @@ export class LocalRuntime implements RuntimeControl {
         });
       if (!good) goodSince = undefined;
       else {
-        goodSince ??= Date.now();
+        // A component that fails and restarts between two polls looks RUNNING at both; its
+        // state-change time shows the flap, so the settle period starts again from it.
+        const lastChange = Math.max(0, ...activation.tracked.map((name) => this.components.get(name)?.supervisor.stateChangedAt ?? 0));
+        goodSince = Math.max(goodSince ?? Date.now(), lastChange);
         if (Date.now() - goodSince >= settleMs) return;
       }
       await sleep(100);
