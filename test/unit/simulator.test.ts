@@ -265,14 +265,13 @@ describe('ElevatorSimulator: simulated time', () => {
     assert.deepEqual(new ElevatorSimulator(CONFIG, mulberry32(3)).advance(0), []);
   });
 
-  test('at timeScale 100 a real second costs little: 2000 samples derived in well under 100 ms', () => {
+  // How long this takes is the benchmark's business (npm run bench, "append"), not a test's.
+  test('at timeScale 100 a real second derives 2000 samples, whether advanced at once or in ten steps', () => {
     const sim = new ElevatorSimulator({ ...DEFAULT_SIMULATOR_CONFIG, timeScale: 100 }, mulberry32(8), { startTimeMs: START });
-    sim.advance(1000); // warm up
-    const started = performance.now();
+    sim.advance(1000);
+    assert.equal(sim.metrics().samples, 2000);
     for (let i = 0; i < 10; i += 1) sim.advance(100);
-    const elapsed = performance.now() - started;
     assert.equal(sim.metrics().samples, 4000);
-    assert.ok(elapsed < 100, `${elapsed} ms`);
   });
 
   test('rawSamples: every signal sample becomes a raw-sample record with priority 0 that passes its contract', () => {
