@@ -291,21 +291,23 @@ export function transportConformance(name: string, makeHarness: () => Promise<Tr
       await Promise.race([t.settled, sleep(100)]);
       if (t.state === 'rejected') break;
     }
-    const refused = tracked.filter((t) => t.state === 'rejected');
-    assert.equal(refused.length, 1, `the path refused a publish within ${refusedWithin} publishes while the link was cut`);
-    assert.ok(refused[0].error instanceof BackpressureError, `the refusal is BackpressureError, got ${String(refused[0].error)}`);
-    assert.ok(tracked.length > 1, 'the path accepted something before it was full');
+    assert.ok(tracked.some((t) => t.state === 'rejected'), `the path refused a publish within ${refusedWithin} publishes while the link was cut`);
 
     await harness.restoreLink();
-    const accepted = tracked.filter((t) => t !== refused[0]);
-    await Promise.race([Promise.all(accepted.map((t) => t.settled)), sleep(20_000)]);
+    // On a slow machine a publish may still have been open when a later one was refused; the full
+    // path may refuse it too. Every refusal must be back-pressure, and everything else delivered.
+    await Promise.race([Promise.all(tracked.map((t) => t.settled)), sleep(20_000)]);
+    const refused = tracked.filter((t) => t.state === 'rejected');
+    for (const t of refused) assert.ok(t.error instanceof BackpressureError, `publish ${t.index} was refused with BackpressureError, got ${String(t.error)}`);
+    const accepted = tracked.filter((t) => t.state !== 'rejected');
+    assert.ok(accepted.length > 0, 'the path accepted something before it was full');
     for (const t of accepted) assert.equal(t.state, 'resolved', `accepted publish ${t.index} resolved after the link came back (${String(t.error ?? t.state)})`);
     // The path drains at its own pace once the link is back; a caller retries on back-pressure.
     const after = randomBytes(32);
     await publishRetryingOnBackpressure(harness.transport, topic, after, 15_000);
     await waitUntil('the publish after the outage at the cloud', () => arrivedCount(inbox, topic, after) >= 1);
     await waitUntil('every accepted publish at the cloud', () => accepted.every((t) => arrivedCount(inbox, topic, t.payload) >= 1));
-    assert.equal(arrivedCount(inbox, topic, refused[0].payload), 0, 'the refused publish was never sent');
+    for (const t of refused) assert.equal(arrivedCount(inbox, topic, t.payload), 0, `the refused publish ${t.index} was never sent`);
   });
 
   it('close() with publishes in flight: every pending publish settles, none is reported published that did not arrive, and later publishes reject', async (harness) => {

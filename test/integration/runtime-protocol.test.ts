@@ -111,7 +111,9 @@ test('requests on one connection are answered in arrival order, even behind a sl
     await new Promise((r) => setTimeout(r, 50));
     request(other, 1, 'aws.greengrass#GetConfiguration', { componentName: COMPONENT, keyPath: [] });
     const otherReply = await nextFrame(other, 'the other connection');
-    const otherAt = performance.now();
+    // Read from the runtime, not from reply times: had the other connection waited for the stop,
+    // the Shutdown step (SLOW_STOP_MS) would be over and the component no longer STOPPING.
+    const slowStopStateAtOtherReply = fixture.runtime.status().components[SLOW_STOP].state;
     assert.equal(otherReply.headers['service-model-type'], 'aws.greengrass#GetConfigurationResponse');
 
     const replies: Array<Frame & { at: number }> = [];
@@ -130,7 +132,7 @@ test('requests on one connection are answered in arrival order, even behind a sl
     assert.ok(replies.every((r) => (r.flags & FLAG_TERMINATE_STREAM) !== 0), 'every reply ends its stream');
     // GetConfiguration waited for the stop (lower bound only: the Shutdown step alone takes SLOW_STOP_MS).
     assert.ok(replies[1].at - started >= SLOW_STOP_MS * 0.9, `GetConfiguration answered after ${Math.round(replies[1].at - started)} ms, before the stop could finish`);
-    assert.ok(otherAt < replies[0].at, 'the other connection was answered before the slow stop finished');
+    assert.ok(['RUNNING', 'STOPPING'].includes(slowStopStateAtOtherReply), `the other connection was answered before the slow stop finished (the component was ${slowStopStateAtOtherReply})`);
     assert.notEqual(fixture.runtime.status().components[SLOW_STOP].state, 'RUNNING');
   } finally {
     peer.close();
@@ -319,8 +321,11 @@ test('a client SIGKILLed mid-stream: its pub/sub and IoT Core subscriptions are 
     await new Promise<void>((resolve, reject) => observer.publish('proto/vanish/iot', 'after', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
     await new Promise<void>((resolve, reject) => observer.publish('proto/vanish/control', 'marker', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
     await waitFor('the marker at the live client', () => controlReceived.includes('marker'), 5000, 20);
-    assert.equal(controlReceived.length, controlBefore + 1);
-    assert.equal(bridge.counters.received - receivedBefore, 1, 'only the marker reached the bridge; proto/vanish/iot is no longer subscribed on the broker');
+    // A late copy of a sync message may still land; it reaches the bridge and the live client
+    // alike, so it is counted on both sides and the "after" message on neither.
+    const controlSince = controlReceived.slice(controlBefore);
+    assert.deepEqual(controlSince.filter((m) => !m.startsWith('sync-')), ['marker']);
+    assert.equal(bridge.counters.received - receivedBefore, controlSince.length, 'only control messages reached the bridge; proto/vanish/iot is no longer subscribed on the broker');
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     observer.end(true);
@@ -328,7 +333,11 @@ test('a client SIGKILLed mid-stream: its pub/sub and IoT Core subscriptions are 
   }
 });
 
-/** Sends `count` QoS 1 PublishToIoTCore through a runtime whose bridge reaches aedes through a proxy with `latencyMs` each way; returns broker-side arrival times. */
+/**
+ * Sends `count` QoS 1 PublishToIoTCore through a runtime whose bridge reaches aedes through a proxy
+ * with `latencyMs` each way. Returns the broker-side arrival times relative to the moment the first
+ * publish was handed over: an instant the test owns, so that lower bounds hold on a loaded machine.
+ */
 async function arrivalsThroughSlowLink(count: number, latencyMs: number, maxInFlightPublishes?: number): Promise<number[]> {
   const broker = await startEmbeddedBroker();
   const proxy = await FaultProxy.start({ targetHost: '127.0.0.1', targetPort: broker.port });
@@ -344,10 +353,11 @@ async function arrivalsThroughSlowLink(count: number, latencyMs: number, maxInFl
     await waitFor('the bridge connected through the proxy', () => proxy.stats().bytesDown > 0, 10_000, 20);
     proxy.setLatency(latencyMs);
     ipc = await GreengrassIpc.connect({ logger: createLogger('inflight-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    const handedOver = performance.now();
     for (let n = 0; n < count; n += 1) await ipc.publishToIoTCore(`proto/inflight/${n}`, String(n), { qos: 1 });
-    await waitFor(`${count} messages at the broker`, () => arrivals.length >= count, 15_000, 10);
+    await waitFor(`${count} messages at the broker`, () => arrivals.length >= count, 30_000, 10);
     assert.deepEqual(arrivals.map((a) => a.n), [...Array(count).keys()], 'in publish order, each once');
-    return arrivals.map((a) => a.at);
+    return arrivals.map((a) => a.at - handedOver);
   } finally {
     await ipc?.close();
     await runtime?.stop();
@@ -360,24 +370,25 @@ async function arrivalsThroughSlowLink(count: number, latencyMs: number, maxInFl
 const LATENCY_MS = 150;
 const ROUND_TRIP_MS = 2 * LATENCY_MS;
 
-test('maxInFlightPublishes 1: each QoS 1 publish waits for the previous PUBACK, one round trip apart', { timeout: 20_000 }, async () => {
+test('maxInFlightPublishes 1: each QoS 1 publish waits for the previous PUBACK, one round trip apart', { timeout: 30_000 }, async () => {
   const count = 5;
   const at = await arrivalsThroughSlowLink(count, LATENCY_MS, 1);
-  // Message k+1 leaves the runtime only after k's PUBACK crossed the proxy back (L) and k+1 crossed it (L).
-  for (let k = 1; k < count; k += 1) {
-    const gap = at[k] - at[k - 1];
-    assert.ok(gap >= ROUND_TRIP_MS * 0.8, `message ${k} arrived ${Math.round(gap)} ms after message ${k - 1}; a round trip is ${ROUND_TRIP_MS} ms`);
+  // Message k leaves the runtime only after k-1's PUBACK crossed the proxy back (L) and then
+  // crosses it itself (L): it cannot arrive before L + k round trips after the hand-over.
+  for (let k = 0; k < count; k += 1) {
+    const earliest = LATENCY_MS + k * ROUND_TRIP_MS;
+    assert.ok(at[k] >= earliest * 0.9, `message ${k} arrived ${Math.round(at[k])} ms after the hand-over; one in flight at a time, it cannot come before ${earliest} ms`);
   }
-  assert.ok(at[count - 1] - at[0] >= (count - 1) * ROUND_TRIP_MS * 0.9, `${count} messages spread over ${Math.round(at[count - 1] - at[0])} ms`);
 });
 
-test('maxInFlightPublishes default 5: five publishes travel together and the sixth waits for a PUBACK', { timeout: 20_000 }, async () => {
-  const at = await arrivalsThroughSlowLink(6, LATENCY_MS);
-  const sixth = at[5] - at[0];
-  // Lower bound: the sixth needs the first PUBACK back (L) and its own trip (L).
-  assert.ok(sixth >= ROUND_TRIP_MS * 0.8, `the sixth arrived ${Math.round(sixth)} ms after the first; a round trip is ${ROUND_TRIP_MS} ms`);
-  // Relative, not an absolute bound: the first five came as one burst, closer together than the sixth came after them.
-  assert.ok(at[4] - at[0] < sixth, `the first five spread over ${Math.round(at[4] - at[0])} ms, the sixth came ${Math.round(sixth)} ms after the first`);
+test('maxInFlightPublishes default 5: five publishes travel together and the sixth waits for a PUBACK', { timeout: 30_000 }, async () => {
+  // A long latency, so that "together" has seconds of slack on a loaded machine: one at a time,
+  // the fifth could not arrive before L + 4 round trips (9 s); together, it comes at about L.
+  const latencyMs = 1000;
+  const at = await arrivalsThroughSlowLink(6, latencyMs);
+  const sixthEarliest = latencyMs + 2 * latencyMs;
+  assert.ok(at[5] >= sixthEarliest * 0.9, `the sixth arrived ${Math.round(at[5])} ms after the hand-over; it needs the first PUBACK back, so not before ${sixthEarliest} ms`);
+  assert.ok(at[4] < sixthEarliest, `the fifth arrived ${Math.round(at[4])} ms after the hand-over; travelling with the first four it comes before the first PUBACK could free a slot (${sixthEarliest} ms)`);
 });
 
 test('a SubscribeToIoTCore waiting for its SUBACK does not hold back the next request on its connection, as in the nucleus (handleRequestAsync); it fails on its own after the SUBACK timeout', { timeout: 30_000 }, async () => {
