@@ -26,14 +26,14 @@ after(async () => {
 archiveConformance('S3 archive (s3rver)', async () => {
   buckets += 1;
   const bucket = `archive-conformance-${buckets}`;
-  const archive = new S3ArchiveBackend({ bucket, prefix: 'fleet-a/', endpoint: s3.endpoint, credentials: s3.credentials, maxAttempts: 2, requestTimeoutMs: 5000 });
+  const archive = new S3ArchiveBackend({ bucket, prefix: 'fleet-a/', endpoint: s3.endpoint, credentials: s3.credentials, maxAttempts: 3, requestTimeoutMs: 20_000 });
   await archive.client.send(new CreateBucketCommand({ Bucket: bucket }));
   return { archive, dispose: async () => archive.client.destroy() };
 });
 
 test('the cloud ingest runs on the S3 archive: envelopes are archived in the bucket, acked, and the audit reads them back', { timeout: 60_000 }, async () => {
   const bucket = 'ingest-on-s3';
-  const archive = new S3ArchiveBackend({ bucket, prefix: 'cloud/', endpoint: s3.endpoint, credentials: s3.credentials, maxAttempts: 2, requestTimeoutMs: 5000 });
+  const archive = new S3ArchiveBackend({ bucket, prefix: 'cloud/', endpoint: s3.endpoint, credentials: s3.credentials, maxAttempts: 3, requestTimeoutMs: 20_000 });
   await archive.client.send(new CreateBucketCommand({ Bucket: bucket }));
   const h = await startHarness({ archiveWrapper: () => archive });
   try {

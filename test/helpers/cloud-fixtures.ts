@@ -77,7 +77,7 @@ export function captureLogger(): { logger: winston.Logger; entries: Array<Record
   return { logger, entries };
 }
 
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -117,7 +117,7 @@ export class FakeDevice {
     await this.client.publishAsync(topic, payload, { qos: 1 });
   }
 
-  async waitForAck(predicate: (ack: AckCommand) => boolean, what: string, timeoutMs = 5000): Promise<AckCommand> {
+  async waitForAck(predicate: (ack: AckCommand) => boolean, what: string, timeoutMs = 15_000): Promise<AckCommand> {
     let found: AckCommand | undefined;
     await waitUntil(() => (found = this.acks.find(predicate)) !== undefined, what, timeoutMs);
     return found!;

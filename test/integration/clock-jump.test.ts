@@ -6,7 +6,7 @@ import { LocalFolderArchive } from '../../cloud/archive';
 import type { WireRecord } from '../../components/shared/envelope';
 import { createLogger } from '../../components/shared/logger';
 import { Pipeline } from '../../scripts/pipeline';
-import { tempRoot } from '../helpers/runtime-fixture';
+import { tempRoot, waitFor } from '../helpers/runtime-fixture';
 
 const FAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1'].find((p) => existsSync(p));
 const MISSING = 'SKIPPED: libfaketime is not installed (apt-get install faketime; .ci/run installs it), so the device clock cannot be stepped';
@@ -19,7 +19,6 @@ test('device wall-clock jumps back and forward change neither order nor dedupe, 
   const pipeline = new Pipeline({
     root,
     thingName: 'clock-thing-01',
-    durationMs: 12_000,
     drainTimeoutMs: 60_000,
     resume: true,
     timeScale: 20,
@@ -27,10 +26,17 @@ test('device wall-clock jumps back and forward change neither order nor dedupe, 
     runtimeEnv: { LD_PRELOAD: FAKETIME!, FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
   });
   const running = pipeline.run();
-  await new Promise((r) => setTimeout(r, 4_000));
+  // Each step waits for motor records rather than for a time: on a loaded machine the components
+  // may take seconds to start, and a step before the first record would show nothing.
+  const motorAppended = async () => (await pipeline.storeStats())?.streams.find((s) => s.stream === 'motor')?.appended ?? 0;
+  await waitFor('motor records before the step back', async () => (await motorAppended()) >= 10, 60_000, 200);
   writeFileSync(clockFile, '-1h\n');
-  await new Promise((r) => setTimeout(r, 4_000));
+  const atStepBack = await motorAppended();
+  await waitFor('motor records after the step back', async () => (await motorAppended()) >= atStepBack + 10, 60_000, 200);
   writeFileSync(clockFile, '+30m\n');
+  const atStepForward = await motorAppended();
+  await waitFor('motor records after the step forward', async () => (await motorAppended()) >= atStepForward + 10, 60_000, 200);
+  pipeline.requestStop();
   const summary = await running;
   assert.equal(summary.drained, true);
   assert.equal(summary.missing, 0);

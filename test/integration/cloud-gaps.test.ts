@@ -29,13 +29,14 @@ function loss(ranges: Array<[number, number]>, reason: string, extra: Record<str
 
 describe('gaps, backfill and permanent gaps at the cloud', () => {
   test('a gap open past the grace time is requested once with its exact range, and not before', () =>
-    withBackfillListener({ gapGraceMs: 600, backfillRetryMs: 60_000 }, async (h, requests) => {
+    // A grace of seconds, so that "not before" holds on a loaded machine too.
+    withBackfillListener({ gapGraceMs: 3000, backfillRetryMs: 60_000 }, async (h, requests) => {
       await h.device.publishEnvelope(makeEnvelope(1, 5));
       await h.device.publishEnvelope(makeEnvelope(11, 15));
       await h.device.waitForAck((a) => a.gaps.length > 0, 'ack with the gap');
       await delay(300);
       assert.equal(requests.length, 0, 'no request inside the grace time');
-      await waitUntil(() => requests.length === 1, 'one backfill request', 5000);
+      await waitUntil(() => requests.length === 1, 'one backfill request', 15_000);
       const request = requests[0];
       assert.equal(checkBackfill(request).ok, true);
       assert.deepEqual([request.device, request.stream, request.epoch], [DEVICE, STREAM, EPOCH]);
@@ -84,7 +85,8 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
     }));
 
   test('an epoch report closes the old epoch: what it never delivered is the epoch loss, and it is not asked for', () =>
-    withBackfillListener({ gapGraceMs: 100 }, async (h, requests) => {
+    // The grace outlasts the report's handling, so nothing may be asked for the old epoch, ever.
+    withBackfillListener({ gapGraceMs: 2000 }, async (h, requests) => {
       await h.device.publishEnvelope(makeEnvelope(1, 10, { epoch: OLD_EPOCH }));
       await h.device.publishEnvelope(makeEnvelope(15, 20, { epoch: OLD_EPOCH }));
       await h.device.waitForAck((a) => a.epoch === OLD_EPOCH && a.gaps.length > 0, 'old epoch with a gap');
@@ -105,9 +107,8 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
       const old = audit.streams.find((s) => s.epoch === OLD_EPOCH)!;
       assert.deepEqual(old.gone, { 'epoch-replaced': 14 });
       assert.equal(old.watermark, 30);
-      requests.length = 0;
-      await delay(400);
-      assert.equal(requests.filter((r) => r.epoch === OLD_EPOCH).length, 0, 'a closed epoch is never asked for');
+      await delay(2500);
+      assert.equal(requests.filter((r) => r.epoch === OLD_EPOCH).length, 0, 'a closed epoch is never asked for, past its grace time too');
     }));
 
   test('malformed or mis-addressed loss and epoch reports are rejected with a reason and change nothing', () =>

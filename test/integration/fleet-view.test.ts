@@ -97,7 +97,7 @@ test(
       // Functions, not strings (the page's CSP forbids eval); this file has no DOM types, hence the casts.
       const points = (): number => Number((globalThis as any).document.querySelector('[data-testid="chart-throughput"]').getAttribute('data-points'));
       const archived = (): number => Number((globalThis as any).document.querySelector('[data-testid="counter-archived"] b')?.textContent);
-      await page.waitForFunction((before: number) => Number((globalThis as any).document.querySelector('[data-testid="chart-throughput"]').getAttribute('data-points')) >= before + 2, await page.evaluate(points), { timeout: 5_000 });
+      await page.waitForFunction((before: number) => Number((globalThis as any).document.querySelector('[data-testid="chart-throughput"]').getAttribute('data-points')) >= before + 2, await page.evaluate(points), { timeout: 20_000 });
       await page.waitForFunction(archived, undefined, { timeout: 15_000 });
 
       // The fault: freeze MqttPublisher (its whole process group). It stays "running" for the
@@ -166,8 +166,9 @@ test(
     await archive.put(instanceStatusKey('ingest-c'), status(5, new Date(Date.now() - 300_000)));
     const checkerStatus = (updatedAt: Date) =>
       JSON.stringify({ passes: 9, passErrors: 0, lastPassAt: updatedAt.toISOString(), openGapRecords: 3, permanentGapRecords: { 'age-cap': 2 }, updatedAt: updatedAt.toISOString() });
-    await archive.put(CHECKER_STATUS_KEY, checkerStatus(new Date()));
-    const server = new FleetViewServer({ archive, port: 0, sampleIntervalMs: 200, build: { staleCheckerSec: 5 } });
+    // Written after Chromium is up, and with 10 s of freshness: its launch alone can take seconds
+    // on a loaded machine, and the line must still be fresh when the page first reads it.
+    const server = new FleetViewServer({ archive, port: 0, sampleIntervalMs: 200, build: { staleCheckerSec: 10 } });
     let browser: Browser | undefined;
     try {
       const url = await server.start();
@@ -175,6 +176,7 @@ test(
       const page = await browser.newPage();
       const pageErrors: string[] = [];
       page.on('pageerror', (error) => pageErrors.push(error.message));
+      await archive.put(CHECKER_STATUS_KEY, checkerStatus(new Date()));
       await page.goto(url);
       await page.waitForSelector('[data-testid="ingest-instance"]', { timeout: 10_000 });
       const rows = await page.$$eval('[data-testid="ingest-instance"]', (trs) => trs.map((tr) => [tr.children[0].textContent, tr.getAttribute('data-stale'), tr.children[2].textContent]));
@@ -182,7 +184,7 @@ test(
       assert.match((await page.getByTestId('ingest-state').textContent()) ?? '', /3 instances, 1 NOT UPDATING \(ingest-c\)/);
       assert.equal(await page.locator('[data-testid="counter-archived"] b').textContent(), '205', 'the counters are the sums');
       assert.match((await page.getByTestId('checker-state').textContent()) ?? '', /^integrity checker pass 9 .*: 3 records in open gaps, 2 in permanent gaps$/);
-      await page.waitForFunction(() => /NOT UPDATING/.test((globalThis as any).document.querySelector('[data-testid="checker-state"]').textContent), undefined, { timeout: 15_000 });
+      await page.waitForFunction(() => /NOT UPDATING/.test((globalThis as any).document.querySelector('[data-testid="checker-state"]').textContent), undefined, { timeout: 30_000 });
       assert.deepEqual(pageErrors, []);
     } finally {
       await browser?.close();

@@ -346,7 +346,7 @@ test('Run Timeout: a Run step that outlives its Timeout is killed and counted as
     const running = times.find((t) => t.state === 'RUNNING')!;
     const errored = times.find((t) => t.state === 'ERRORED')!;
     const lived = errored.at - running.at;
-    assert.ok(lived >= 900 && lived < 3_000, `killed at its 1 s Timeout, not before and not much later (${lived} ms)`);
+    assert.ok(lived >= 900 && lived < 10_000, `killed at its 1 s Timeout, not before, and long before its 30 s sleep ends (${lived} ms)`);
     await waitFor('BROKEN', () => status().state === 'BROKEN', 10_000);
     assert.equal(status().errors, 3, 'each timeout is an error');
     assert.equal(lines(join(work, 'pids.log')).length, 3);
