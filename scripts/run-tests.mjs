@@ -63,6 +63,16 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/** Whether any process of the group is still alive (signal 0 only checks). */
+function groupAlive(pid) {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** SIGKILL to a test file's process group (its runtimes, brokers and components too). */
 function killGroup(pid) {
   try {
@@ -92,6 +102,13 @@ function runFile(file) {
       timedOut = true;
       killGroup(child.pid);
     }, FILE_TIMEOUT_MS);
+    // What the file started and left behind in its process group (a broker, a runtime) would load
+    // the machine for the files after it, or hold its output pipes open; it is named and killed.
+    let leftBehind = false;
+    child.on('exit', () => {
+      leftBehind = groupAlive(child.pid);
+      if (leftBehind) killGroup(child.pid);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       running.delete(child.pid);
@@ -104,7 +121,8 @@ function runFile(file) {
       if (summary?.fail) problems.push(`${summary.fail} failed`);
       if (summary?.cancelled) problems.push(`${summary.cancelled} cancelled`);
       if (code !== 0 && problems.length === 0) problems.push(`exit code ${code ?? signal}`);
-      resolve({ name, output, summary, problems, seconds: (Date.now() - started) / 1000 });
+      const warnings = leftBehind ? ['it left processes running in its process group; they were killed'] : [];
+      resolve({ name, output, summary, problems, warnings, seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -127,6 +145,7 @@ async function worker(queue) {
     // One file's output at a time, whole, so that two running files do not interleave.
     process.stdout.write(`\n▶ ${result.name} (${result.seconds.toFixed(1)} s)\n${result.output}`);
     if (result.problems.length > 0) process.stdout.write(`✖ ${result.name}: ${result.problems.join('; ')}\n`);
+    if (result.warnings.length > 0) process.stdout.write(`⚠ ${result.name}: ${result.warnings.join('; ')}\n`);
   }
 }
 const shared = files.filter((file) => !runsAlone(file));
@@ -139,6 +158,8 @@ const skippedLines = [...new Set(results.flatMap((r) => r.output.split('\n').fil
 process.stdout.write(`\n══ all ${results.length} test files ══\n`);
 for (const key of SUMMARY_KEYS) process.stdout.write(`ℹ ${key} ${totals[key]}\n`);
 if (skippedLines.length > 0) process.stdout.write(`skipped:\n${skippedLines.join('\n')}\n`);
+const warned = results.filter((r) => r.warnings.length > 0);
+if (warned.length > 0) process.stdout.write(`warnings:\n${warned.map((r) => `  ${r.name}: ${r.warnings.join('; ')}`).join('\n')}\n`);
 if (failed.length > 0) {
   process.stdout.write(`\n✖ ${failed.length} test file(s) failed:\n`);
   for (const r of failed) {
