@@ -8,7 +8,7 @@
 // runner reports straight to its own stdout, whose pipe writes are synchronous on Linux, so the
 // report is whole; and a report without its closing summary is a failure here, not a smaller count.
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,14 +63,25 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-/** Whether any process of the group is still alive (signal 0 only checks). */
-function groupAlive(pid) {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
+/**
+ * Whether a process of the group is still running. Read from /proc, not with signal 0, which also
+ * answers for zombies: a child that exited after its parent (esbuild's service) stays one where
+ * nothing reaps orphans, as in a container without an init.
+ */
+function groupAlive(pgid) {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses, so split after the last ')'.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
   }
+  return false;
 }
 
 /** SIGKILL to a test file's process group (its runtimes, brokers and components too). */
