@@ -99,8 +99,9 @@ describe('gaps, backfill and permanent gaps at the cloud', () => {
         reportedAt: new Date().toISOString(),
       };
       await h.device.publishRaw(epochTopic(DEVICE), JSON.stringify(report));
-      // The report is stored last, after the gaps it implies.
-      await waitUntil(async () => (await h.archive.list('epochs/')).length === 1, 'epoch report stored');
+      // The report is stored last, after the gaps it implies; the loss is counted once the store
+      // has answered, which can be just after the file shows in the folder.
+      await waitUntil(async () => (await h.archive.list('epochs/')).length === 1 && h.ingest.stats().epochLoss > 0, 'epoch report stored and its loss counted');
       // 11..14 and 21..30 never arrived.
       assert.equal(h.ingest.stats().epochLoss, 14);
       const audit = await auditArchive(h.archive);

@@ -367,6 +367,9 @@ test('compression: a backlog goes out gzip-compressed, many more records per env
     assert.ok(cloud.payloads.every(isGzip), 'every envelope of the backlog is compressed');
     const jsonPerEnvelope = Math.min(...cloud.envelopes.map((e) => JSON.stringify(e).length));
     assert.ok(jsonPerEnvelope > maxEnvelopeBytes, `an envelope holds more JSON (${jsonPerEnvelope} bytes) than maxEnvelopeBytes`);
+    // The publisher counts an envelope once its publish is answered and markSent is done, which can
+    // be after the cloud has it.
+    await waitFor('the publisher counted every envelope it sent', () => publisher.metrics.envelopesSent >= cloud.envelopes.length, 10_000);
     assert.equal(publisher.metrics.envelopesCompressed, cloud.envelopes.length);
   } finally {
     await stop();
