@@ -47,6 +47,8 @@ describe('CloudIngest with a real broker', () => {
       assert.equal(stored.seqFrom, 1);
       assert.equal(stored.seqTo, 10);
       assert.deepEqual(stored.records, envelope.records);
+      // acksSent counts the broker's PUBACK, which can land after the device has the ack.
+      await waitUntil(() => h.ingest.stats().acksSent >= 1, 'the ack PUBACKed');
       const stats = h.ingest.stats();
       assert.equal(stats.received, 1);
       assert.equal(stats.accepted, 1);
