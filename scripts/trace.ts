@@ -89,8 +89,10 @@ export async function traceRecord(root: string, key: TraceKey): Promise<Trace> {
       const stage = stageOf(entry, key);
       if (!stage) continue;
       const { message: _message, level: _level, timestamp, component, correlationId, ...detail } = entry;
-      // A publish is logged after the broker took it, so its own start time orders it before the archive.
-      const at = stage === 'published' && typeof detail.sendStartedAt === 'string' ? detail.sendStartedAt : String(timestamp);
+      // An append and a publish are logged after they completed, when the next stage may already
+      // have happened; their start times order them.
+      const startedAt = stage === 'published' ? detail.sendStartedAt : stage === 'appended' ? detail.appendStartedAt : undefined;
+      const at = typeof startedAt === 'string' ? startedAt : String(timestamp);
       events.push({ stage, at, component: String(component), ...(typeof correlationId === 'string' ? { correlationId } : {}), detail });
     }
   }

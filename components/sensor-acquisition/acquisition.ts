@@ -170,6 +170,7 @@ export class Acquisition {
       const batch = this.pending.slice(0, this.config.maxBatchRecords);
       const unstored = [...this.unstored.values()];
       let assigned: Array<{ stream: string; seq: number }>;
+      const appendStartedAt = new Date().toISOString();
       try {
         assigned = await this.store.append(batch, unstored);
       } catch (error) {
@@ -188,12 +189,12 @@ export class Acquisition {
       this.metrics.appendBatches += 1;
       this.metrics.lastAppendAt = new Date().toISOString();
       this.metrics.pending = this.pending.length;
-      this.logAppended(assigned);
+      this.logAppended(assigned, appendStartedAt);
     }
   }
 
   /** One debug line per stream and batch, with the correlation id scripts/trace.ts follows. */
-  private logAppended(assigned: Array<{ stream: string; seq: number }>): void {
+  private logAppended(assigned: Array<{ stream: string; seq: number }>, appendStartedAt: string): void {
     if (!this.logger.isDebugEnabled()) return;
     const thing = String((this.logger.defaultMeta as { thing?: unknown } | undefined)?.thing ?? 'unknown-thing');
     const ranges = new Map<string, { from: number; to: number }>();
@@ -203,7 +204,8 @@ export class Acquisition {
       else range.to = Math.max(range.to, seq);
     }
     for (const [stream, { from, to }] of ranges) {
-      this.logger.debug('records appended', { correlationId: correlationId(thing, stream, this.store.epoch, from, to), stream, epoch: this.store.epoch, seqFrom: from, seqTo: to });
+      // appendStartedAt: the publisher may read the committed rows before this line is written.
+      this.logger.debug('records appended', { correlationId: correlationId(thing, stream, this.store.epoch, from, to), stream, epoch: this.store.epoch, seqFrom: from, seqTo: to, appendStartedAt });
     }
   }
 
