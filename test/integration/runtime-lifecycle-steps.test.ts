@@ -10,7 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { captureLogger } from '../helpers/capture-logger';
-import { build as esbuild } from 'esbuild';
+import { build as esbuild, stop as stopEsbuild } from 'esbuild';
 import YAML from 'yaml';
 import { DIST, PROJECT_ROOT, readJsonIfExists, startRuntime, tempRoot, testRecipe, waitFor } from '../helpers/runtime-fixture';
 import type { ComponentState } from '../../runtime/supervisor';
@@ -285,6 +285,7 @@ test(
     const root = tempRoot('priv-');
     const bundle = join(root, 'lib', 'runtime', 'runtime.js');
     await esbuild({ entryPoints: [join(DIST, 'runtime', 'main.js')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: bundle, logLevel: 'error' });
+    await stopEsbuild(); // its service process would outlive this file
     const platformDir = `${process.platform}-${process.arch}-glibc`;
     cpSync(join(PROJECT_ROOT, 'node_modules', 'aws-crt', 'dist', 'bin', platformDir), join(root, 'bin', platformDir), { recursive: true });
     mkdirSync(join(root, 'recipes'));
