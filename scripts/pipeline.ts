@@ -421,6 +421,11 @@ export class Pipeline {
     return pids;
   }
 
+  /** Whether the runtime process this pipeline started last is still running. */
+  runtimeRunning(): boolean {
+    return this.runtime !== undefined && this.runtime.exitCode === null && this.runtime.signalCode === null;
+  }
+
   /** Starts the runtime (again) from what is on disk, and reconnects the local CLI to it. */
   async startRuntime(): Promise<void> {
     await this.cli?.close().catch(() => undefined);

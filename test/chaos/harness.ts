@@ -196,19 +196,26 @@ export class ChaosHarness {
     this.pipeline = pipeline;
     let drained = false;
     let final: SampledEpoch | undefined;
+    let injecting: Promise<void> | undefined;
     try {
       const running = pipeline.run();
-      const injecting = this.injectFaults().finally(async () => {
-        if (!this.stopFaults) await sleep(Math.max(SAMPLING_AFTER_FAULTS_MS, this.startedAt + this.options.durationMs - Date.now()));
+      injecting = this.injectFaults().finally(async () => {
+        if (this.stopFaults) return;
+        // Whatever a fault left behind (one that threw halfway included) is undone before the
+        // drain, which must show what the pipeline recovers, not a fault still in force.
+        await this.restoreEverything();
+        await this.restartWhatIsDown();
+        await sleep(Math.max(SAMPLING_AFTER_FAULTS_MS, this.startedAt + this.options.durationMs - Date.now()));
         pipeline.requestStop();
       });
       const summary = await running;
-      this.stopFaults = true;
-      await injecting;
       drained = summary.drained;
       final = await readEpoch(join(this.storeDir, 'stream-store.sqlite'), this.options.logger);
     } finally {
       this.stopFaults = true;
+      // A fault still under way (the pipeline failed early) would restart a broker or a runtime
+      // after the teardown below; it finishes first.
+      await injecting?.catch((error: unknown) => this.event('note', `fault injection ended with an error: ${errorMessage(error)}`));
       await this.restoreEverything();
       await this.proxy.close();
       await this.mosquitto?.stop();
@@ -218,9 +225,10 @@ export class ChaosHarness {
   }
 
   /**
-   * Faults run from 3 s after start until 5 s before sampling ends. Every fault type gets an equal
+   * Faults run from 3 s after start until 5 s before durationMs. Every fault type gets an equal
    * slot of what time is left, so all of them fire in a short run too; component kills fill the
-   * gaps between them and the time that remains.
+   * gaps between them and the time that remains. Sampling ends 3 s after the last fault, and not
+   * before durationMs: a fault that overran its slot makes the run longer.
    */
   private async injectFaults(): Promise<void> {
     await sleep(3000);
@@ -360,6 +368,22 @@ export class ChaosHarness {
     this.lastKill.set(target, now);
     this.faults[`component-kill:${target.split('.').pop()}`] = (this.faults[`component-kill:${target.split('.').pop()}`] ?? 0) + 1;
     this.fired('component-kill', `SIGKILL ${target}`);
+  }
+
+  /** The broker and the runtime, if a fault that stopped one of them could not start it again. */
+  private async restartWhatIsDown(): Promise<void> {
+    try {
+      if (this.mosquitto && (this.mosquitto.process.exitCode !== null || this.mosquitto.process.signalCode !== null)) {
+        this.mosquitto = await startMosquitto(this.mosquittoBinary, { port: this.brokerPort, persistenceDir: join(this.root, 'mosquitto') });
+        this.event('note', 'the broker was down after the faults; restarted before the drain');
+      }
+      if (this.pipeline && !this.pipeline.runtimeRunning()) {
+        await this.pipeline.startRuntime();
+        this.event('note', 'the runtime was down after the faults; restarted before the drain');
+      }
+    } catch (error) {
+      this.event('note', `could not restart what the faults left down: ${errorMessage(error)}`);
+    }
   }
 
   private async restoreEverything(): Promise<void> {
