@@ -778,9 +778,10 @@ export class LocalRuntime implements RuntimeControl {
       else {
         // A component that fails and restarts between two polls looks RUNNING at both; its
         // state-change time shows the flap, so the settle period starts again from it.
-        const lastChange = Math.max(0, ...activation.tracked.map((name) => this.components.get(name)?.supervisor.stateChangedAt ?? 0));
-        goodSince = Math.max(goodSince ?? Date.now(), lastChange);
-        if (Date.now() - goodSince >= settleMs) return;
+        // Monotonic, so that a device clock stepped back (NTP after boot) cannot stall it.
+        const lastChange = Math.max(0, ...activation.tracked.map((name) => this.components.get(name)?.supervisor.stateChangedMono ?? 0));
+        goodSince = Math.max(goodSince ?? performance.now(), lastChange);
+        if (performance.now() - goodSince >= settleMs) return;
       }
       await sleep(100);
     }

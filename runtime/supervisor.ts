@@ -70,8 +70,8 @@ export class ComponentSupervisor {
   awaitingDependencies = false;
   /** When the component last became BROKEN (DeploymentConfigMerger compares it with the merge time). */
   brokenAt: number | undefined;
-  /** When the state last changed. */
-  stateChangedAt = Date.now();
+  /** When the state last changed, on the monotonic clock (performance.now()): a wall-clock step cannot move it. */
+  stateChangedMono = performance.now();
   private readonly errorsByState = new Map<ComponentState, number[]>();
   private runProcess: ChildProcess | undefined;
   private stopping = false;
@@ -358,7 +358,7 @@ export class ComponentSupervisor {
     // (Lifecycle.internalReportState: "avoid putting the service to BROKEN because of transient issues").
     if (state !== 'ERRORED') this.errorsByState.delete(previous);
     this.state = state;
-    this.stateChangedAt = Date.now();
+    this.stateChangedMono = performance.now();
     this.options.onStateChange(this.name, state, previous);
   }
 
