@@ -63,25 +63,37 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/** The environment variable every process a test file starts inherits: it names the file. */
+const MARKER = 'ELEVATOR_TEST_FILE';
+
 /**
- * Whether a process of the group is still running. Read from /proc, not with signal 0, which also
- * answers for zombies: a child that exited after its parent (esbuild's service) stays one where
- * nothing reaps orphans, as in a container without an init.
+ * Processes still running that a test file started: by the marker in their environment, not by
+ * process group, since the runtime starts each component in a group of its own. Zombies are not
+ * running (a child that exited after its parent stays one where nothing reaps orphans, as in a
+ * container without an init). Linux: read from /proc.
  */
-function groupAlive(pgid) {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
-    }
-    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses, so split after the last ')'.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+function leftBehindBy(name) {
+  const wanted = `${MARKER}=${name}`;
+  let entries;
+  try {
+    entries = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry));
+  } catch {
+    return []; // no /proc: nothing can be checked
   }
-  return false;
+  const found = [];
+  for (const pid of entries) {
+    try {
+      if (!readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(wanted)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // pid (comm) state ...; comm may hold spaces and parentheses, so split at the last ')'.
+      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+      if (state === 'Z' || state === 'X') continue;
+      found.push({ pid: Number(pid), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
 }
 
 /** SIGKILL to a test file's process group (its runtimes, brokers and components too). */
@@ -100,7 +112,7 @@ function runFile(file) {
     const child = spawn(process.execPath, ['--test-force-exit', '--test-reporter=spec', file], {
       cwd: root,
       // Test processes log at warn unless asked; component logs go to the runtime's log files anyway.
-      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', [MARKER]: name },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -113,12 +125,19 @@ function runFile(file) {
       timedOut = true;
       killGroup(child.pid);
     }, FILE_TIMEOUT_MS);
-    // What the file started and left behind in its process group (a broker, a runtime) would load
-    // the machine for the files after it, or hold its output pipes open; it is named and killed.
-    let leftBehind = false;
+    // What the file started and left running (a broker, a runtime, a component) would load the
+    // machine for the files after it, or hold its output pipes open; it is named and killed.
+    let leftBehind = [];
     child.on('exit', () => {
-      leftBehind = groupAlive(child.pid);
-      if (leftBehind) killGroup(child.pid);
+      leftBehind = leftBehindBy(name);
+      for (const { pid } of leftBehind) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      killGroup(child.pid);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -132,7 +151,7 @@ function runFile(file) {
       if (summary?.fail) problems.push(`${summary.fail} failed`);
       if (summary?.cancelled) problems.push(`${summary.cancelled} cancelled`);
       if (code !== 0 && problems.length === 0) problems.push(`exit code ${code ?? signal}`);
-      const warnings = leftBehind ? ['it left processes running in its process group; they were killed'] : [];
+      const warnings = leftBehind.length > 0 ? [`it left ${leftBehind.length} process(es) running, killed: ${leftBehind.map((p) => `${p.pid} ${p.comm}`).join(', ')}`] : [];
       resolve({ name, output, summary, problems, warnings, seconds: (Date.now() - started) / 1000 });
     });
   });
