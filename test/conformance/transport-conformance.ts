@@ -299,6 +299,10 @@ export function transportConformance(name: string, makeHarness: () => Promise<Tr
     await Promise.race([Promise.all(tracked.map((t) => t.settled)), sleep(20_000)]);
     const refused = tracked.filter((t) => t.state === 'rejected');
     for (const t of refused) assert.ok(t.error instanceof BackpressureError, `publish ${t.index} was refused with BackpressureError, got ${String(t.error)}`);
+    // A full path refuses what comes after it filled, never something it had already taken: the
+    // refusals are the last publishes, with no accepted one after them.
+    const firstRefused = tracked.findIndex((t) => t.state === 'rejected');
+    assert.ok(tracked.slice(firstRefused).every((t) => t.state === 'rejected'), `refused: ${refused.map((t) => t.index).join(', ')} of ${tracked.length}; an earlier publish was refused while a later one was accepted`);
     const accepted = tracked.filter((t) => t.state !== 'rejected');
     assert.ok(accepted.length > 0, 'the path accepted something before it was full');
     for (const t of accepted) assert.equal(t.state, 'resolved', `accepted publish ${t.index} resolved after the link came back (${String(t.error ?? t.state)})`);

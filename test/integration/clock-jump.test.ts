@@ -26,17 +26,27 @@ test('device wall-clock jumps back and forward change neither order nor dedupe, 
     runtimeEnv: { LD_PRELOAD: FAKETIME!, FAKETIME_TIMESTAMP_FILE: clockFile, FAKETIME_NO_CACHE: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
   });
   const running = pipeline.run();
+  // A pipeline that fails ends the waits below at once, with its own error.
+  let ended: unknown;
+  void running.then(() => (ended = new Error('the pipeline ended before the clock steps were done')), (error: unknown) => (ended = error));
   // Each step waits for motor records rather than for a time: on a loaded machine the components
   // may take seconds to start, and a step before the first record would show nothing.
-  const motorAppended = async () => (await pipeline.storeStats())?.streams.find((s) => s.stream === 'motor')?.appended ?? 0;
-  await waitFor('motor records before the step back', async () => (await motorAppended()) >= 10, 60_000, 200);
-  writeFileSync(clockFile, '-1h\n');
-  const atStepBack = await motorAppended();
-  await waitFor('motor records after the step back', async () => (await motorAppended()) >= atStepBack + 10, 60_000, 200);
-  writeFileSync(clockFile, '+30m\n');
-  const atStepForward = await motorAppended();
-  await waitFor('motor records after the step forward', async () => (await motorAppended()) >= atStepForward + 10, 60_000, 200);
-  pipeline.requestStop();
+  const motorAppended = async () => {
+    if (ended) throw ended;
+    return (await pipeline.storeStats())?.streams.find((s) => s.stream === 'motor')?.appended ?? 0;
+  };
+  try {
+    await waitFor('motor records before the step back', async () => (await motorAppended()) >= 10, 60_000, 200);
+    writeFileSync(clockFile, '-1h\n');
+    const atStepBack = await motorAppended();
+    await waitFor('motor records after the step back', async () => (await motorAppended()) >= atStepBack + 10, 60_000, 200);
+    writeFileSync(clockFile, '+30m\n');
+    const atStepForward = await motorAppended();
+    await waitFor('motor records after the step forward', async () => (await motorAppended()) >= atStepForward + 10, 60_000, 200);
+  } finally {
+    // Stopped however the steps went, so no runtime outlives the test.
+    pipeline.requestStop();
+  }
   const summary = await running;
   assert.equal(summary.drained, true);
   assert.equal(summary.missing, 0);

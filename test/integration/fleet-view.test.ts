@@ -183,6 +183,8 @@ test(
       assert.deepEqual(rows, [['ingest-a', 'false', '120 archived'], ['ingest-b', 'false', '80 archived'], ['ingest-c', 'true', '5 archived']]);
       assert.match((await page.getByTestId('ingest-state').textContent()) ?? '', /3 instances, 1 NOT UPDATING \(ingest-c\)/);
       assert.equal(await page.locator('[data-testid="counter-archived"] b').textContent(), '205', 'the counters are the sums');
+      // The server samples the archive every 200 ms; its first sample may predate the checker status.
+      await page.waitForFunction(() => /^integrity checker pass 9/.test((globalThis as any).document.querySelector('[data-testid="checker-state"]')?.textContent ?? ''), undefined, { timeout: 10_000 });
       assert.match((await page.getByTestId('checker-state').textContent()) ?? '', /^integrity checker pass 9 .*: 3 records in open gaps, 2 in permanent gaps$/);
       await page.waitForFunction(() => /NOT UPDATING/.test((globalThis as any).document.querySelector('[data-testid="checker-state"]').textContent), undefined, { timeout: 30_000 });
       assert.deepEqual(pageErrors, []);
