@@ -10,11 +10,13 @@ import { runBaseline } from './bench/baseline';
 import { envelopeSize } from './bench/envelope-size';
 import { machineInfo } from './bench/machine';
 import { findPids } from './bench/proc';
-import { OurPipeline } from './bench/ours';
+import { COMPONENTS, OurPipeline } from './bench/ours';
 import { runLatencyAndFootprint, runOurDrain, runOurSustained } from './bench/ours-scenarios';
 import { checkTargets, renderTable, rounded, type BenchReport } from './bench/report';
 import { recordPool } from './bench/source';
 import type { SustainedPlan } from './bench/sustained';
+import { loadRecipes } from '../runtime/recipe';
+import { PROJECT_ROOT } from './pipeline';
 
 // npm run bench [-- --json] [--smoke] [--root DIR] [--keep] [--drain-backlog N]
 const { values } = parseArgs({
@@ -89,6 +91,14 @@ const SHIPPED_RECORDS_PER_ENVELOPE = (mqttPublisherConfigSchema.properties as Re
 
 /** MqttPublisher's default compression, if this version of it has the setting at all. */
 const SHIPPED_COMPRESSION = (mqttPublisherConfigSchema.properties as Record<string, { default?: unknown }>).compression?.default as string | undefined;
+
+/** The components' Node options as the recipes ship them (nodeOptions); the footprint's "before" runs with none. */
+const SHIPPED_NODE_OPTIONS = (() => {
+  const options = new Set(loadRecipes(join(PROJECT_ROOT, 'recipes')).map((r) => String(r.recipe.ComponentConfiguration?.DefaultConfiguration?.nodeOptions ?? '')));
+  if (options.size !== 1) throw new Error(`the recipes disagree on nodeOptions (${[...options].join(' | ')}); the footprint compares one setting with Node's defaults`);
+  return [...options][0];
+})();
+const NODE_OPTIONS_BEFORE = '';
 
 const logger = createLogger('bench');
 logger.level = process.env.LOG_LEVEL ?? 'warn';
@@ -170,16 +180,23 @@ async function main(): Promise<number> {
   try {
     mosquitto = await startMosquitto(mosquittoBinary);
     spawned.brokerPid = mosquitto.process.pid;
-    say('starting the pipeline (runtime, four components, cloud ingest)');
-    const ours = await OurPipeline.start(join(root, 'pipeline'), mosquitto, pipelineLogger);
+    say('starting the pipeline (runtime, four components, cloud ingest), first with Node\'s own heap settings');
+    const nodeDefaults = Object.fromEntries(COMPONENTS.map((name) => [name, { nodeOptions: NODE_OPTIONS_BEFORE }]));
+    const ours = await OurPipeline.start(join(root, 'pipeline'), mosquitto, pipelineLogger, nodeDefaults);
     let summary;
     let sustained;
     let drain;
     let drainBefore;
     let drainSmallEnvelopes;
     let latencyFootprint;
+    let footprintBefore;
     try {
-      say(`latency and footprint: ${sizes.latencySec} s at ~1,000 records/s`);
+      say(`footprint (before): ${sizes.latencySec} s at ~1,000 records/s, nodeOptions "${NODE_OPTIONS_BEFORE}"`);
+      footprintBefore = (await runLatencyAndFootprint(ours, sizes.latencySec, sizes.latencyWarmUpSec)).footprint;
+      say('the shipped nodeOptions: the recipe defaults again, the device restarted');
+      for (const name of COMPONENTS) ours.setComponentConfig(name, { nodeOptions: undefined });
+      await ours.restartDevice();
+      say(`latency and footprint: ${sizes.latencySec} s at ~1,000 records/s, nodeOptions "${SHIPPED_NODE_OPTIONS}"`);
       latencyFootprint = await runLatencyAndFootprint(ours, sizes.latencySec, sizes.latencyWarmUpSec);
       // The appends of the search come from this process; cap them below what the store took alone.
       const plan = { ...sizes.sustained, maxRate: Math.min(sizes.sustained.maxRate, append.recordsPerSec) };
@@ -239,7 +256,16 @@ async function main(): Promise<number> {
       },
       envelope: envelopeSize(pool, SHIPPED_RECORDS_PER_ENVELOPE),
       latency: latencyFootprint.latency,
-      footprint: latencyFootprint.footprint,
+      footprint: {
+        ...latencyFootprint.footprint,
+        nodeOptions: SHIPPED_NODE_OPTIONS,
+        before: {
+          nodeOptions: NODE_OPTIONS_BEFORE,
+          rssMiB: footprintBefore.rssMiB,
+          cpuSecPer10k: footprintBefore.cpuSecPer10k,
+          cpuSecPer10kByComponent: footprintBefore.cpuSecPer10kByComponent,
+        },
+      },
       recovery: { seconds: drain.recoverySeconds, backlogRecords: drain.backlogRecords, drained: drain.drained },
       baseline: {
         sustainedRecordsPerSec: baseline.sustained.recordsPerSec,

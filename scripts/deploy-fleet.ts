@@ -22,6 +22,7 @@ import { mqttPublisherConfigSchema } from '../components/mqtt-publisher/config';
 import { sensorAcquisitionConfigSchema } from '../components/sensor-acquisition/config';
 import { streamBufferConfigSchema } from '../components/stream-buffer/config';
 import { PROJECT_ROOT, readProjectVersion, readSourceRecipes } from './package';
+import { componentSettings } from '../components/shared/deployment-hooks';
 
 export class DeployError extends Error {}
 
@@ -95,7 +96,7 @@ export function checkMerges(template: Template, root = PROJECT_ROOT): string[] {
       continue;
     }
     if ('accessControl' in merge) problems.push(`${name}: merge must not change accessControl; it is part of the recipe, reviewed with the code`);
-    const { accessControl: _ignored, ...settings } = deepMerge(defaults.get(name) ?? {}, merge) as Record<string, unknown>;
+    const settings = componentSettings(deepMerge(defaults.get(name) ?? {}, merge) as Record<string, unknown>);
     const validate = ajv.compile(schema);
     if (!validate(settings)) for (const error of validate.errors ?? []) problems.push(`${name}: configuration${error.instancePath} ${error.message}`);
   }

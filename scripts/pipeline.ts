@@ -19,6 +19,7 @@ import type { BrokerTlsFiles } from '../components/shared/broker-tls';
 import { STANDALONE_ENV } from '../components/shared/platform';
 import { PLATFORM_FILE, type StandalonePlatformConfig } from '../components/shared/platform-standalone';
 import type { RuntimeStatus } from '../runtime/runtime';
+import { componentSettings } from '../components/shared/deployment-hooks';
 
 /**
  * The whole system on one machine: an MQTT broker standing in for AWS IoT Core, the four
@@ -285,7 +286,8 @@ export class Pipeline {
     };
     writeFileSync(join(this.paths.deviceConfig, PLATFORM_FILE), JSON.stringify(platform, null, 2));
     for (const { recipe } of loadRecipes(join(PROJECT_ROOT, 'recipes'))) {
-      const { accessControl: _accessControl, ...defaults } = recipe.ComponentConfiguration?.DefaultConfiguration ?? {};
+      // Without a nucleus nothing reads nodeOptions; systemd sets NODE_OPTIONS (deploy/systemd/).
+      const defaults = componentSettings(recipe.ComponentConfiguration?.DefaultConfiguration ?? {});
       const config = mergeConfiguration(defaults, (merge[recipe.ComponentName] as Record<string, unknown> | undefined) ?? {});
       writeFileSync(join(this.paths.deviceConfig, `${shortName(recipe.ComponentName)}.json`), JSON.stringify(config, null, 2));
     }

@@ -34,9 +34,12 @@ export interface LiveConfigurable<C> {
 /** Longest total deferral of one deployment: the nucleus's own update timeout is 60 s by default. */
 export const MAX_TOTAL_DEFER_MS = 45_000;
 
-/** Configuration keys the nucleus adds or owns and the component's schema does not describe. */
+/**
+ * The component's own settings: without the keys the nucleus owns (accessControl) and those the
+ * recipe's lifecycle reads rather than the component (nodeOptions, its process's NODE_OPTIONS).
+ */
 export function componentSettings(raw: Record<string, unknown>): Record<string, unknown> {
-  const { accessControl: _accessControl, ...settings } = raw;
+  const { accessControl: _accessControl, nodeOptions: _nodeOptions, ...settings } = raw;
   return settings;
 }
 

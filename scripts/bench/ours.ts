@@ -36,7 +36,8 @@ export class OurPipeline {
     private readonly logger: Logger,
   ) {}
 
-  static async start(root: string, mosquitto: Mosquitto, logger: Logger): Promise<OurPipeline> {
+  /** `configurationMerge`: per component, keys merged over the recipe defaults at every runtime start (setComponentConfig changes them). */
+  static async start(root: string, mosquitto: Mosquitto, logger: Logger, configurationMerge: Record<string, Record<string, unknown>> = {}): Promise<OurPipeline> {
     const thingName = 'bench-elevator-01';
     const proxy = await QuotaProxy.start({ targetPort: mosquitto.port, payloadTopicPrefix: dataTopic(thingName, '') });
     let ours: OurPipeline | undefined;
@@ -54,7 +55,11 @@ export class OurPipeline {
       resume: false,
       timeScale: BENCH_SIMULATOR.timeScale,
       configurationMerge: {
-        [SENSOR_ACQUISITION]: { simulator: { signalIntervalMs: BENCH_SIMULATOR.signalIntervalMs, metricsIntervalMs: BENCH_SIMULATOR.metricsIntervalMs } },
+        ...configurationMerge,
+        [SENSOR_ACQUISITION]: {
+          ...configurationMerge[SENSOR_ACQUISITION],
+          simulator: { signalIntervalMs: BENCH_SIMULATOR.signalIntervalMs, metricsIntervalMs: BENCH_SIMULATOR.metricsIntervalMs },
+        },
       },
       logger,
       onProgress: (p) => {
@@ -123,6 +128,12 @@ export class OurPipeline {
    * so that only the backlog remains to drain.
    */
   async powerCutAndRestart(): Promise<void> {
+    await this.restartDevice();
+    await this.stopAcquisition();
+  }
+
+  /** A power cut and the runtime again from disk, every component RUNNING (in new processes), sampling included. */
+  async restartDevice(): Promise<void> {
     await this.store?.close();
     await this.cli?.close().catch(() => undefined);
     this.pipeline.powerCut();
@@ -130,8 +141,7 @@ export class OurPipeline {
     await this.pipeline.startRuntime();
     this.store = await StreamStore.open(this.pipeline.paths.store, { owner: false, logger: this.logger });
     await this.connectCli();
-    await this.waitFor('SensorAcquisition to run again', () => this.pipeline.runtimeStatus()?.components[SENSOR_ACQUISITION]?.state === 'RUNNING', 30_000);
-    await this.stopAcquisition();
+    await this.waitFor('every component to run again', () => COMPONENTS.every((name) => this.pipeline.runtimeStatus()?.components[name]?.state === 'RUNNING'), 30_000);
   }
 
   /**
@@ -140,13 +150,18 @@ export class OurPipeline {
    * powerCutAndRestart(). undefined values remove a key (the recipe default applies again).
    */
   setPublisherConfig(keys: Record<string, unknown>): void {
+    this.setComponentConfig(MQTT_PUBLISHER, keys);
+  }
+
+  /** setPublisherConfig for any component: the keys apply from the next restart. */
+  setComponentConfig(component: string, keys: Record<string, unknown>): void {
     const merge = JSON.parse(readFileSync(this.pipeline.paths.config, 'utf8')) as Record<string, Record<string, unknown>>;
-    const publisher = { ...(merge[MQTT_PUBLISHER] ?? {}) };
+    const settings = { ...(merge[component] ?? {}) };
     for (const [key, value] of Object.entries(keys)) {
-      if (value === undefined) delete publisher[key];
-      else publisher[key] = value;
+      if (value === undefined) delete settings[key];
+      else settings[key] = value;
     }
-    merge[MQTT_PUBLISHER] = publisher;
+    merge[component] = settings;
     writeFileSync(this.pipeline.paths.config, JSON.stringify(merge, null, 2));
   }
 

@@ -1,6 +1,7 @@
 import type { EnvelopeSize } from './envelope-size';
 import type { MachineInfo } from './machine';
 import type { StepResult } from './sustained';
+import type { FootprintResult } from './ours-scenarios';
 
 /** The JSON object `npm run bench -- --json` prints as its last line (issue 9's shape, plus context fields). */
 export interface DrainFigures {
@@ -26,7 +27,12 @@ export interface BenchReport {
   /** Not a scenario: envelope weight today and with gzip, to size what compression would buy under the quota. */
   envelope: EnvelopeSize;
   latency: { p50Ms: number; p99Ms: number; maxMs: number; records: number; sampledPerSec: number };
-  footprint: { rssMiB: Record<string, number>; cpuSecPer10k: number; cpuSecPer10kByComponent: Record<string, number>; cpuSecPer10kWithRuntime: number; ingestCpuSecPer10k: number | null; runtimeRssMiB: number; deliveredPerSec: number };
+  footprint: FootprintResult & {
+    /** The components' Node options as shipped (each recipe's nodeOptions default). */
+    nodeOptions: string;
+    /** The same scenario, same run, with Node's own defaults (nodeOptions empty). */
+    before: { nodeOptions: string; rssMiB: Record<string, number>; cpuSecPer10k: number; cpuSecPer10kByComponent: Record<string, number> };
+  };
   recovery: { seconds: number | null; backlogRecords: number; drained: boolean };
   baseline: {
     sustainedRecordsPerSec: number;
@@ -108,6 +114,7 @@ export function renderTable(r: BenchReport): string {
     ['footprint', 'peak RSS per component', Object.entries(r.footprint.rssMiB).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ') + ' MiB'],
     ['', 'CPU-s per 10k records delivered', `${fmt(r.footprint.cpuSecPer10k, 2)} (with the runtime ${fmt(r.footprint.cpuSecPer10kWithRuntime, 2)}; cloud ingest ${fmt(r.footprint.ingestCpuSecPer10k, 2)})`],
     ['', '  by component', Object.entries(r.footprint.cpuSecPer10kByComponent).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')],
+    ['', `  before: nodeOptions "${r.footprint.before.nodeOptions}" (shipped: "${r.footprint.nodeOptions}")`, `${Object.entries(r.footprint.before.rssMiB).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')} MiB; ${fmt(r.footprint.before.cpuSecPer10k, 2)} CPU-s per 10k`],
     ['recovery', `seconds to drain ${fmt(r.recovery.backlogRecords)} records`, r.recovery.drained ? fmt(r.recovery.seconds, 1) : 'did not drain in time'],
     ['baseline', 'sustained records/s', fmt(r.baseline.sustainedRecordsPerSec)],
     ['', 'drain records/s under quotas', fmt(r.baseline.drainRecordsPerSec, 1)],

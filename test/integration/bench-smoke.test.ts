@@ -45,6 +45,13 @@ test('npm run bench -- --smoke --json runs every scenario and ends with one well
   assert.deepEqual(Object.keys(rss).sort(), ['HealthReporter', 'MqttPublisher', 'SensorAcquisition', 'StreamBuffer']);
   assertFigures(rss, Object.keys(rss), 'footprint.rssMiB');
   assertFigures(report.footprint, ['cpuSecPer10k'], 'footprint');
+  // The same-run "before" of the shipped Node options: Node's own defaults.
+  const before = report.footprint.before as Record<string, unknown>;
+  assert.equal(before.nodeOptions, '');
+  assert.notEqual(report.footprint.nodeOptions, '', 'the shipped nodeOptions are named');
+  assert.deepEqual(Object.keys(before.rssMiB as object).sort(), ['HealthReporter', 'MqttPublisher', 'SensorAcquisition', 'StreamBuffer']);
+  assertFigures(before.rssMiB as Record<string, unknown>, Object.keys(before.rssMiB as object), 'footprint.before.rssMiB');
+  assertFigures(before, ['cpuSecPer10k'], 'footprint.before');
   assertFigures(report.recovery, ['seconds'], 'recovery');
   assertFigures(report.baseline, ['sustainedRecordsPerSec', 'drainRecordsPerSec', 'recoverySeconds', 'lostOnKill', 'lostOnKillOurs'], 'baseline');
   // A guarantee, not a speed: a power cut during an outage loses nothing of this project's backlog.

@@ -19,6 +19,7 @@ import {
 } from '../../components/stream-buffer/buffer';
 import { streamBufferConfigSchema } from '../../components/stream-buffer/config';
 import { captureLogger, type LogEntry } from '../helpers/capture-logger';
+import { componentSettings } from '../../components/shared/deployment-hooks';
 
 
 async function setup(): Promise<{ store: StreamStore; path: string; logger: winston.Logger; entries: LogEntry[] }> {
@@ -172,7 +173,7 @@ test('the recipe\'s DefaultConfiguration validates against the schema and matche
   const recipe = YAML.parse(readFileSync(resolve(__dirname, '..', '..', '..', 'recipes', 'com.elevator.StreamBuffer.yaml'), 'utf8')) as {
     ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> };
   };
-  const { accessControl: _acl, ...defaults } = recipe.ComponentConfiguration.DefaultConfiguration;
+  const defaults = componentSettings(recipe.ComponentConfiguration.DefaultConfiguration);
   const validate = compileValidator<Record<string, unknown>>(streamBufferConfigSchema);
   const checked = validate(structuredClone(defaults));
   assert.ok(checked.ok, checked.ok ? '' : checked.reason);

@@ -20,6 +20,7 @@ import { sensorAcquisitionConfigSchema } from '../../components/sensor-acquisiti
 import { checkRecord, type DomainLimits } from '../../components/shared/records';
 import { compileValidator } from '../../components/shared/validation';
 import { mulberry32 } from '../helpers/prng';
+import { componentSettings } from '../../components/shared/deployment-hooks';
 
 const HOUR_MS = 60 * 60 * 1000;
 const START = 1_700_000_000_000;
@@ -335,7 +336,7 @@ describe('ElevatorSimulator: configuration', () => {
     const recipe = parseYaml(readFileSync(join(__dirname, '..', '..', '..', 'recipes', 'com.elevator.SensorAcquisition.yaml'), 'utf8')) as {
       ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> };
     };
-    const { accessControl: _acl, ...recipeDefaults } = recipe.ComponentConfiguration.DefaultConfiguration;
+    const recipeDefaults = componentSettings(recipe.ComponentConfiguration.DefaultConfiguration);
     const checked = validate(structuredClone(recipeDefaults));
     assert.ok(checked.ok, checked.ok ? '' : checked.reason);
   });
