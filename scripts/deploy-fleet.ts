@@ -11,7 +11,6 @@
  *          [--dry-run] [--name NAME] [--template deploy/deployment.yaml] [--nucleus-version X.Y.Z]
  *          [--region R] [--endpoint URL]
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,7 +22,7 @@ import { mqttPublisherConfigSchema } from '../components/mqtt-publisher/config';
 import { sensorAcquisitionConfigSchema } from '../components/sensor-acquisition/config';
 import { streamBufferConfigSchema } from '../components/stream-buffer/config';
 import { PROJECT_ROOT, readProjectVersion, readSourceRecipes } from './package';
-import { componentSettings } from '../components/shared/deployment-hooks';
+import { componentSettings, nodeOptionsProblem } from '../components/shared/deployment-hooks';
 
 export class DeployError extends Error {}
 
@@ -77,17 +76,6 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/**
- * nodeOptions becomes the component's NODE_OPTIONS: a flag Node refuses there would stop every
- * device's component from starting. This Node's verdict (the devices' Node 20 may differ in detail).
- */
-function checkNodeOptions(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') return `must be a string, got ${JSON.stringify(value)}`;
-  const run = spawnSync(process.execPath, ['-e', ''], { env: { ...process.env, NODE_OPTIONS: value }, encoding: 'utf8' });
-  return run.status === 0 ? undefined : `"${value}" is refused by Node: ${run.stderr.trim() || `exit ${run.status}`}`;
-}
-
 /** Every violation of every merge of our components, as "component: message" lines. */
 export function checkMerges(template: Template, root = PROJECT_ROOT): string[] {
   const problems: string[] = [];
@@ -112,8 +100,9 @@ export function checkMerges(template: Template, root = PROJECT_ROOT): string[] {
     const settings = componentSettings(merged);
     const validate = ajv.compile(schema);
     if (!validate(settings)) for (const error of validate.errors ?? []) problems.push(`${name}: configuration${error.instancePath} ${error.message}`);
-    const nodeOptionsProblem = checkNodeOptions(merged.nodeOptions);
-    if (nodeOptionsProblem) problems.push(`${name}: nodeOptions ${nodeOptionsProblem}`);
+    // Becomes the component's NODE_OPTIONS: a flag Node refuses there would stop it on every device.
+    const nodeOptions = nodeOptionsProblem(merged.nodeOptions);
+    if (nodeOptions) problems.push(`${name}: nodeOptions ${nodeOptions}`);
   }
   return problems;
 }

@@ -315,6 +315,16 @@ export class Pipeline {
     this.store = await openStoreWhenHealthy(this.paths.store, this.options.logger);
   }
 
+  private nodeOptionsByComponent?: Map<string, string>;
+
+  /** A component's nodeOptions as its recipe ships it. */
+  private recipeNodeOptions(componentName: string): string {
+    this.nodeOptionsByComponent ??= new Map(
+      loadRecipes(join(PROJECT_ROOT, 'recipes')).map(({ recipe }) => [recipe.ComponentName, String(recipe.ComponentConfiguration?.DefaultConfiguration?.nodeOptions ?? '')]),
+    );
+    return this.nodeOptionsByComponent.get(componentName) ?? '';
+  }
+
   /** Standalone: starts (or starts again) one component process; it is restarted if it exits on its own. */
   startComponent(componentName: string): void {
     const entry = this.device.get(componentName) ?? { componentName, restarts: 0, held: false };
@@ -331,6 +341,8 @@ export class Pipeline {
         AWS_IOT_THING_NAME: this.options.thingName,
         STORE_PATH: this.paths.store,
         [STANDALONE_ENV]: this.paths.deviceConfig,
+        // What the systemd unit sets: the recipe's nodeOptions default (deploy/systemd/).
+        NODE_OPTIONS: this.recipeNodeOptions(componentName),
       },
     });
     const out = createWriteStream(logFile, { flags: 'a' });

@@ -35,6 +35,22 @@ export interface LiveConfigurable<C> {
 export const MAX_TOTAL_DEFER_MS = 45_000;
 
 /**
+ * Why Node would refuse this nodeOptions as NODE_OPTIONS, or undefined when it would not (or the
+ * key is absent). Checked against this Node's own list of the flags NODE_OPTIONS allows, without
+ * running anything: a refused flag would stop the component at its next start (exit 9, BROKEN).
+ * A word that is not a flag is taken as the value of the flag before it ("-r ./x.js").
+ */
+export function nodeOptionsProblem(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') return `must be a string of Node options, got ${JSON.stringify(value)}`;
+  for (const word of value.trim().split(/\s+/).filter((w) => w !== '')) {
+    if (!word.startsWith('-')) continue;
+    if (!process.allowedNodeEnvironmentFlags.has(word)) return `"${word}" is not allowed in NODE_OPTIONS (Node ${process.version})`;
+  }
+  return undefined;
+}
+
+/**
  * The component's own settings: without the keys the nucleus owns (accessControl) and those the
  * recipe's lifecycle reads rather than the component (nodeOptions, its process's NODE_OPTIONS).
  */
@@ -84,8 +100,14 @@ export class DeploymentHooks<C> {
     await ipc.subscribeToConfigurationUpdate([], () => this.scheduleReapply());
   }
 
-  /** Checks a proposed configuration; structuredClone keeps ajv's defaults out of the caller's object. */
+  /**
+   * Checks a proposed configuration; structuredClone keeps ajv's defaults out of the caller's object.
+   * nodeOptions is not the component's, but a value Node would refuse is rejected here, before the
+   * deployment restarts anything, rather than found when the component cannot start.
+   */
   check(configuration: Record<string, unknown>): { ok: true; value: C } | { ok: false; reason: string } {
+    const nodeOptions = nodeOptionsProblem(configuration.nodeOptions);
+    if (nodeOptions) return { ok: false, reason: `nodeOptions ${nodeOptions}` };
     return this.validate(structuredClone(componentSettings(configuration)));
   }
 

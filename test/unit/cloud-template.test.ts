@@ -196,7 +196,7 @@ describe('deploy/deployment.yaml and npm run deploy -- --dry-run', () => {
     (bad.components!['com.elevator.StreamBuffer'].configurationUpdate!.merge as any).maxStoreBytes2 = 1;
     (bad.components!['com.elevator.MqttPublisher'].configurationUpdate!.merge as any).nodeOptions = '--max-semi-space-size=1 --no-such-flag';
     const problems = checkMerges(bad);
-    assert.ok(problems.some((p) => /MqttPublisher: nodeOptions .*--no-such-flag is not allowed in NODE_OPTIONS/.test(p)), problems.join('\n'));
+    assert.ok(problems.some((p) => /MqttPublisher: nodeOptions "--no-such-flag" is not allowed in NODE_OPTIONS/.test(p)), problems.join('\n'));
     assert.ok(problems.some((p) => /HealthReporter: configuration\/publishIntervalMs must be >= 1000/.test(p)), problems.join('\n'));
     assert.ok(problems.some((p) => /StreamBuffer: .*additional properties/.test(p)), problems.join('\n'));
   });

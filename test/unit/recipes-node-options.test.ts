@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { componentSettings } from '../../components/shared/deployment-hooks';
+import { componentSettings, nodeOptionsProblem } from '../../components/shared/deployment-hooks';
 import { PROJECT_ROOT } from '../helpers/runtime-fixture';
 
 // nodeOptions is configuration the recipe's lifecycle reads (as NODE_OPTIONS), not the component:
@@ -63,5 +63,20 @@ test('the components do not see nodeOptions: it is removed before their schema c
   for (const recipe of recipes) {
     assert.equal('nodeOptions' in componentSettings(recipe.ComponentConfiguration.DefaultConfiguration), false, recipe.ComponentName);
     assert.equal('accessControl' in componentSettings(recipe.ComponentConfiguration.DefaultConfiguration), false, recipe.ComponentName);
+  }
+});
+
+test('nodeOptionsProblem: what Node allows in NODE_OPTIONS passes; anything else is named', () => {
+  assert.equal(nodeOptionsProblem(undefined), undefined, 'no key, nothing to check');
+  assert.equal(nodeOptionsProblem(''), undefined);
+  assert.equal(nodeOptionsProblem('--max-semi-space-size=1 --max-old-space-size=96'), undefined);
+  assert.equal(nodeOptionsProblem('-r ./preload.js --max-semi-space-size=1'), undefined, 'a flag\'s value is not a flag');
+  assert.match(nodeOptionsProblem('--max-semi-space-size=1 --no-such-flag')!, /"--no-such-flag" is not allowed in NODE_OPTIONS/);
+  assert.match(nodeOptionsProblem('--expose-internals')!, /"--expose-internals" is not allowed/, 'a real Node flag that NODE_OPTIONS refuses');
+  assert.match(nodeOptionsProblem(96)!, /must be a string/);
+  // The same verdict as Node's own, for each of these.
+  for (const options of ['--max-semi-space-size=1', '--no-such-flag', '--expose-internals']) {
+    const run = spawnSync(process.execPath, ['-e', ''], { env: { ...process.env, NODE_OPTIONS: options }, encoding: 'utf8' });
+    assert.equal(nodeOptionsProblem(options) === undefined, run.status === 0, `${options}: Node exits ${run.status}`);
   }
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
@@ -71,7 +71,9 @@ test('systemd-analyze verify accepts every unit without a warning', { skip: anal
   try {
     const paths = unitFiles.map((file) => {
       const path = join(dir, file);
+      // 0644 whatever the umask: systemd warns about a world-writable unit file.
       writeFileSync(path, readFileSync(join(UNITS_DIR, file), 'utf8').replaceAll('/usr/bin/node ', `${process.execPath} `));
+      chmodSync(path, 0o644);
       return path;
     });
     const result = spawnSync('systemd-analyze', ['verify', ...paths], { encoding: 'utf8' });
