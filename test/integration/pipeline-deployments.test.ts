@@ -87,6 +87,13 @@ test('over the air, mid-stream: an invalid deployment is refused, version N+1 of
       await cli.close();
     }
     assert.match(readFileSync(join(root, 'greengrass', 'logs', `${PUBLISHER}.log`), 'utf8'), /deployment rejected: invalid configuration/);
+    // nodeOptions is not the component's setting, but one Node would refuse is rejected just the same.
+    const badNodeOptions = join(root, 'bad-node-options.json');
+    writeFileSync(badNodeOptions, JSON.stringify({ nodeOptions: '--max-semi-space-size=1 --no-such-flag' }));
+    const refusedOptions = await deploy(root, ['--merge', `${ACQUISITION}=${badNodeOptions}`]);
+    assert.equal(refusedOptions.status, 1, refusedOptions.output);
+    // The output prints the cause inside JSON, quotes escaped.
+    assert.match(refusedOptions.output, /invalid configuration: nodeOptions \\"--no-such-flag\\" is not allowed in NODE_OPTIONS/);
 
     // 2. Version N+1 of every component replaces the running one mid-stream, in one deployment.
     const next = bump(currentVersion(), 1);
