@@ -7,6 +7,25 @@ import { ClockMonitor } from './clock';
 import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
 import { countInto } from '../shared/heartbeat-metrics';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+
+/** The loss journal's file name, beside the store file. */
+export const LOSS_JOURNAL_FILE = 'sensor-acquisition-loss-journal.json';
+/** The store note the loss journal's progress is kept under (StreamStore AppendNote). */
+export const LOSS_JOURNAL_NOTE = 'note:acquisition-loss-journal';
+/** How often, at most, the journal file is rewritten while the store refuses appends. */
+const JOURNAL_REWRITE_MS = 1000;
+
+/**
+ * What the loss journal file and its store note hold: samples of this process held in memory
+ * (pending, or dropped past maxPendingRecords and not yet recorded), per stream, that a process
+ * ending now would lose. The note is the same, minus what appends have stored since the file.
+ */
+interface JournalState {
+  id: string;
+  remaining: Record<string, number>;
+}
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
@@ -35,6 +54,9 @@ export interface AcquisitionMetrics {
   droppedOverflow: number;
   pending: number;
   lastAppendAt: string | null;
+  /** Samples a previous process held in memory and lost when it ended, found in the loss journal. */
+  lostByPreviousProcess: number;
+  journalWriteFailures: number;
 }
 
 const MAX_STREAM_LABEL = 64;
@@ -49,6 +71,10 @@ export class Acquisition {
   private flushing: Promise<void> = Promise.resolve();
   private lastTickAt = 0;
   private stopped = false;
+  /** The loss journal: its file, and what of the samples it names this process still holds. */
+  private journalPath?: string;
+  private journal?: JournalState & { coveredPending: number; coveredUnstored: Map<string, number> };
+  private journalWrittenAt = 0;
   readonly clock: ClockMonitor;
   readonly metrics: AcquisitionMetrics = {
     sampled: 0,
@@ -60,6 +86,8 @@ export class Acquisition {
     droppedOverflow: 0,
     pending: 0,
     lastAppendAt: null,
+    lostByPreviousProcess: 0,
+    journalWriteFailures: 0,
   };
 
   constructor(
@@ -72,6 +100,51 @@ export class Acquisition {
     private limits: DomainLimits = DEFAULT_DOMAIN_LIMITS,
   ) {
     this.clock = clock ?? new ClockMonitor(logger);
+  }
+
+  /**
+   * The loss journal (docs/RELIABILITY.md): while the store refuses appends, the samples held in
+   * memory are named, per stream, in a file beside the component; each append during the recovery
+   * keeps, in the same transaction, what of them is still unstored. A process that ends holding
+   * samples leaves both behind, and the next one, here, records the difference as lost
+   * (acquisition-overflow): the cloud gets a loss report instead of a silent gap. Call before start.
+   */
+  async recoverLossJournal(path: string): Promise<void> {
+    this.journalPath = path;
+    let file: JournalState;
+    try {
+      file = JSON.parse(readFileSync(path, 'utf8')) as JournalState;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      this.logger.error('loss journal unreadable; samples a previous process held may be lost unreported', { path, error: errorMessage(error) });
+      return;
+    }
+    let remaining = file.remaining ?? {};
+    try {
+      const note = await this.store.note(LOSS_JOURNAL_NOTE);
+      const progress = note ? (JSON.parse(note) as JournalState) : undefined;
+      // The note of the same journal says what of it was stored since; another id, none of it.
+      if (progress?.id === file.id) remaining = progress.remaining ?? {};
+    } catch (error) {
+      this.logger.error('could not read the loss journal note; counting the whole journal as lost', { error: errorMessage(error) });
+    }
+    for (const [stream, count] of Object.entries(remaining)) {
+      if (!Number.isInteger(count) || count <= 0 || typeof stream !== 'string' || stream === '') continue;
+      const lost = this.unstored.get(stream) ?? { stream, count: 0, bytes: 0 };
+      lost.count += count;
+      this.unstored.set(stream, lost);
+      this.metrics.lostByPreviousProcess += count;
+    }
+    if (this.metrics.lostByPreviousProcess > 0) {
+      this.logger.error('samples held in memory by the previous process were lost when it ended; recorded as lost (acquisition-overflow)', {
+        streams: Object.fromEntries([...this.unstored.values()].map((u) => [u.stream, u.count])),
+        journal: file.id,
+      });
+      // A new journal names them at once: this process could end before it stores them.
+      this.writeJournal(true);
+    } else {
+      rmSync(path, { force: true });
+    }
   }
 
   start(offsetMs: number): void {
@@ -116,7 +189,8 @@ export class Acquisition {
     await this.flush();
     if (this.pending.length > 0 || this.unstored.size > 0) {
       const dropped = [...this.unstored.values()].reduce((n, u) => n + u.count, 0);
-      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length, droppedNotRecorded: dropped });
+      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length, droppedNotRecorded: dropped, lossJournal: this.journalPath ?? null });
+      this.writeJournal(true);
     }
   }
 
@@ -155,6 +229,10 @@ export class Acquisition {
       // the cloud receives the loss as an exact range with its reason (docs/RELIABILITY.md).
       const dropped = this.pending.shift()!;
       this.metrics.droppedOverflow += 1;
+      if (this.journal && this.journal.coveredPending > 0) {
+        this.journal.coveredPending -= 1;
+        this.journal.coveredUnstored.set(dropped.stream, (this.journal.coveredUnstored.get(dropped.stream) ?? 0) + 1);
+      }
       const lost = this.unstored.get(dropped.stream) ?? { stream: dropped.stream, count: 0, bytes: 0 };
       lost.count += 1;
       lost.bytes += Buffer.byteLength(JSON.stringify(dropped.data));
@@ -171,13 +249,16 @@ export class Acquisition {
       const unstored = [...this.unstored.values()];
       let assigned: Array<{ stream: string; seq: number }>;
       const appendStartedAt = new Date().toISOString();
+      const progress = this.journalAfter(batch);
       try {
-        assigned = await this.store.append(batch, unstored);
+        assigned = await this.store.append(batch, unstored, progress && { key: LOSS_JOURNAL_NOTE, value: JSON.stringify({ id: progress.id, remaining: progress.remaining }) });
       } catch (error) {
         this.metrics.appendFailures += 1;
         this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
+        this.writeJournal(false);
         return;
       }
+      if (progress) this.journalStored(progress);
       if (unstored.length > 0) {
         this.unstored.clear();
         this.logger.warn('samples dropped during the store outage recorded as lost (acquisition-overflow); the cloud gets them as a loss report', {
@@ -206,6 +287,59 @@ export class Acquisition {
     for (const [stream, { from, to }] of ranges) {
       // appendStartedAt: the publisher may read the committed rows before this line is written.
       this.logger.debug('records appended', { correlationId: correlationId(thing, stream, this.store.epoch, from, to), stream, epoch: this.store.epoch, seqFrom: from, seqTo: to, appendStartedAt });
+    }
+  }
+
+  /** What the journal will still name once this batch and every unstored count are stored. */
+  private journalAfter(batch: AppendInput[]): (JournalState & { coveredStored: number }) | undefined {
+    if (!this.journal) return undefined;
+    const remaining = { ...this.journal.remaining };
+    const coveredStored = Math.min(batch.length, this.journal.coveredPending);
+    for (const record of batch.slice(0, coveredStored)) remaining[record.stream] = (remaining[record.stream] ?? 0) - 1;
+    for (const [stream, count] of this.journal.coveredUnstored) remaining[stream] = (remaining[stream] ?? 0) - count;
+    for (const stream of Object.keys(remaining)) if (remaining[stream] <= 0) delete remaining[stream];
+    return { id: this.journal.id, remaining, coveredStored };
+  }
+
+  /** After a successful append: the journal names less; once it names nothing, its file goes. */
+  private journalStored(progress: JournalState & { coveredStored: number }): void {
+    const journal = this.journal;
+    if (!journal || journal.id !== progress.id) return;
+    journal.remaining = progress.remaining;
+    journal.coveredPending -= progress.coveredStored;
+    journal.coveredUnstored.clear();
+    if (Object.keys(journal.remaining).length > 0) return;
+    this.journal = undefined;
+    // The note already says nothing remains: a file left by a failed removal records no loss.
+    if (this.journalPath) rmSync(this.journalPath, { force: true });
+  }
+
+  /**
+   * Names, in the journal file, every sample held in memory now (atomically: a new file renamed
+   * over the old). At most once a second while the store refuses appends; `force` for the moments
+   * a process may end (stopping, or starting with a previous process's loss).
+   */
+  private writeJournal(force: boolean): void {
+    if (!this.journalPath) return;
+    if (!force && this.journal && Date.now() - this.journalWrittenAt < JOURNAL_REWRITE_MS) return;
+    const remaining: Record<string, number> = {};
+    for (const record of this.pending) remaining[record.stream] = (remaining[record.stream] ?? 0) + 1;
+    const coveredUnstored = new Map<string, number>();
+    for (const lost of this.unstored.values()) {
+      remaining[lost.stream] = (remaining[lost.stream] ?? 0) + lost.count;
+      coveredUnstored.set(lost.stream, lost.count);
+    }
+    if (Object.keys(remaining).length === 0) return;
+    const journal = { id: randomUUID(), remaining, coveredPending: this.pending.length, coveredUnstored };
+    try {
+      const temporary = `${this.journalPath}.tmp`;
+      writeFileSync(temporary, JSON.stringify({ id: journal.id, remaining, writtenAt: new Date().toISOString() }));
+      renameSync(temporary, this.journalPath);
+      this.journal = journal;
+      this.journalWrittenAt = Date.now();
+    } catch (error) {
+      this.metrics.journalWriteFailures += 1;
+      this.logger.error('could not write the loss journal; samples held in memory are lost unreported if this process ends now', { path: this.journalPath, error: errorMessage(error) });
     }
   }
 

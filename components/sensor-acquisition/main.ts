@@ -1,7 +1,8 @@
 import { runComponent } from '../shared/component';
 import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
 import { scheduleOffsetMs } from '../shared/schedule';
-import { Acquisition } from './acquisition';
+import { dirname, join } from 'node:path';
+import { Acquisition, LOSS_JOURNAL_FILE } from './acquisition';
 import { domainLimitsOf, sensorAcquisitionConfigSchema, type SensorAcquisitionConfig } from './config';
 import { buildSensorSource } from './sources';
 
@@ -11,9 +12,12 @@ void runComponent<SensorAcquisitionConfig>({
   configSchema: sensorAcquisitionConfigSchema,
   heartbeatIntervalMs: (config) => config.heartbeatIntervalMs,
   async start({ config, logger, thingName }) {
-    const store = await openStoreWhenHealthy(storePathFromEnv(), logger);
+    const storePath = storePathFromEnv();
+    const store = await openStoreWhenHealthy(storePath, logger);
     const built = buildSensorSource(config, logger);
     const acquisition = new Acquisition(built.source, store, config, logger, Math.random, undefined, domainLimitsOf(config));
+    // Beside the store: writable wherever the store is, under Greengrass and under systemd alike.
+    await acquisition.recoverLossJournal(join(dirname(storePath), LOSS_JOURNAL_FILE));
     const offset = scheduleOffsetMs(thingName, config.sampleIntervalMs);
     acquisition.start(offset);
     logger.info('sampling', { epoch: store.epoch, scheduleOffsetMs: offset, source: config.source.type, rawSamples: config.rawSamples });

@@ -58,11 +58,25 @@ export type MissingReason = 'deleted-after-ack' | LoggedDropReason | 'not-sample
  * records, they take seqs of their own, written straight to drop_log: the cloud learns of them as
  * an exact range with its reason, like any retention drop, instead of never knowing they existed.
  */
+/**
+ * A value a writer keeps in the store with an append, in the same transaction: a record of what
+ * it has stored that survives exactly as far as the append does. Keys start with "note:".
+ */
+export interface AppendNote {
+  key: string;
+  value: string;
+}
+
 export interface UnstoredSamples {
   stream: string;
   count: number;
   /** Data bytes of the samples, for the drop statistics. */
   bytes: number;
+}
+
+/** A note key cannot be one of the store's own meta keys (epoch, schema version, ...). */
+function assertNoteKey(key: unknown): void {
+  if (typeof key !== 'string' || !/^note:[\w.:-]{1,120}$/.test(key)) throw new TypeError(`note key must be "note:" and 1-120 of [A-Za-z0-9_.:-], got ${JSON.stringify(key)}`);
 }
 
 export class StoreSchemaError extends Error {
@@ -553,7 +567,8 @@ export class StreamStore {
   }
 
   /** Appends records in ONE transaction; each gets the next seq of its stream, starting at 1. */
-  async append(records: AppendInput[], unstored: UnstoredSamples[] = []): Promise<Array<{ stream: string; seq: number }>> {
+  async append(records: AppendInput[], unstored: UnstoredSamples[] = [], note?: AppendNote): Promise<Array<{ stream: string; seq: number }>> {
+    if (note) assertNoteKey(note.key);
     for (const [index, lost] of unstored.entries()) {
       assertName(lost.stream, `unstored[${index}].stream`);
       assertInteger(lost.count, `unstored[${index}].count`, 1);
@@ -572,7 +587,7 @@ export class StreamStore {
       const data = JSON.stringify(record.data);
       return { ...record, json: data, bytes: Buffer.byteLength(data) };
     });
-    if (prepared.length === 0 && unstored.length === 0) return [];
+    if (prepared.length === 0 && unstored.length === 0 && !note) return [];
 
     return this.write(async (conn) => {
       const next = new Map<string, number>();
@@ -620,8 +635,16 @@ export class StreamStore {
           [next.get(stream), sum.records, sum.bytes, sum.records, stream],
         );
       }
+      if (note) await conn.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', [note.key, note.value]);
       return assigned;
     });
+  }
+
+  /** The value an append last wrote under this note key (AppendNote), if any. */
+  async note(key: string): Promise<string | undefined> {
+    assertNoteKey(key);
+    const row = await this.exclusive((conn) => conn.get<{ value: string | null }>('SELECT value FROM meta WHERE key = ?', [key]));
+    return row?.value ?? undefined;
   }
 
   /** Every stream that has ever had a record in this epoch. */

@@ -1,9 +1,9 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Acquisition, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
+import { dirname, join } from 'node:path';
+import { Acquisition, LOSS_JOURNAL_FILE, LOSS_JOURNAL_NOTE, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
 import { monotonicMs } from '../../components/shared/monotonic';
 import { scheduleOffsetMs } from '../../components/shared/schedule';
 import type { SampledRecord, SensorSource } from '../../components/sensor-acquisition/simulator';
@@ -317,6 +317,113 @@ describe('Acquisition: store unavailable', () => {
     const backfill = await store.requeueRange('motor', store.epoch, 1, 5);
     assert.deepEqual(backfill.missing, [{ from: 1, to: 2, reason: 'acquisition-overflow' }], 'a backfill for them is answered with the reason');
     assert.equal(backfill.requeued, 3);
+  });
+});
+
+describe('Acquisition: the loss journal (samples held in memory when a process ends)', () => {
+  /** The store file of `store`, opened again as the next process would. */
+  async function reopen(store: StreamStore): Promise<StreamStore> {
+    const next = await StreamStore.open(store.path, { owner: true, logger: captureLogger().logger });
+    opened.push(next);
+    return next;
+  }
+  const journalOf = (store: StreamStore) => join(dirname(store.path), LOSS_JOURNAL_FILE);
+  const drops = async (store: StreamStore) => (await store.unreportedDrops(10)).map((d) => [d.stream, d.reason, d.seqFrom, d.seqTo, d.count]);
+
+  test('a process that ends while the store refuses appends leaves a journal; the next one records those samples as lost, before its own', async () => {
+    const first = await openStore();
+    const journal = journalOf(first);
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), run(1)], [motor(3)]]), first, CONFIG, captureLogger().logger);
+    await before.recoverLossJournal(journal);
+    assert.equal(existsSync(journal), false, 'no journal while nothing is held');
+    await first.close(); // the store refuses every append from now on
+    before.sampleOnce();
+    await before.flush();
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2, run: 1 });
+    before.sampleOnce();
+    await before.flush(); // within a second of the last write: not rewritten
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2, run: 1 });
+    // The process ends here, SIGKILLed: no stop(), the four samples only in its memory.
+
+    const store = await reopen(first);
+    const { logger, entries } = captureLogger();
+    const after = new Acquisition(new ScriptedSource([[motor(10)]]), store, CONFIG, logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 3, 'what the journal named: the sample after its last write is beyond it');
+    assert.ok(entries.some((e) => e.level === 'error' && e.message.startsWith('samples held in memory by the previous process were lost')));
+    after.sampleOnce();
+    await after.flush();
+    assert.deepEqual(await drops(store), [
+      ['motor', 'acquisition-overflow', 1, 2, 2],
+      ['run', 'acquisition-overflow', 1, 1, 1],
+    ]);
+    assert.deepEqual((await store.readPending('motor', 10, ALL)).map((r) => [r.seq, r.data.currentA]), [[3, 10]]);
+    assert.equal(existsSync(journal), false, 'recorded, the journal is gone');
+  });
+
+  test('a recovery cut short: only what the appends had not stored yet is lost, by the note they kept in the store', async () => {
+    const store = await openStore();
+    const journal = journalOf(store);
+    let appendsLeft = 0;
+    // The real store, whose appends fail on cue: refused, then one batch taken, then refused again.
+    const flaky = {
+      append: (...args: Parameters<StreamStore['append']>) => (appendsLeft-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
+      note: (key: string) => store.note(key),
+    } as unknown as StreamStore;
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), flaky, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
+    await before.recoverLossJournal(journal);
+    before.sampleOnce();
+    await before.flush();
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 5 });
+    appendsLeft = 1;
+    await before.flush();
+    assert.equal(before.metrics.appended, 2, 'one batch of two stored, then refused again');
+    assert.deepEqual(JSON.parse((await store.note(LOSS_JOURNAL_NOTE))!).remaining, { motor: 3 });
+    // Ends here.
+
+    const after = new Acquisition(new ScriptedSource([]), store, CONFIG, captureLogger().logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 3, 'not 5: two of them are in the store');
+    await after.flush();
+    assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 3, 5, 3]]);
+    assert.deepEqual((await store.readPending('motor', 10, ALL)).map((r) => r.seq), [1, 2]);
+  });
+
+  test('a recovery that stores everything removes the journal, and the next process records no loss', async () => {
+    const store = await openStore();
+    const journal = journalOf(store);
+    let available = false;
+    const flaky = {
+      append: (...args: Parameters<StreamStore['append']>) => (available ? store.append(...args) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
+      note: (key: string) => store.note(key),
+    } as unknown as StreamStore;
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3)]]), flaky, { ...CONFIG, maxBatchRecords: 2, maxPendingRecords: 2 }, captureLogger().logger);
+    await before.recoverLossJournal(journal);
+    before.sampleOnce(); // three samples, room for two: one dropped past maxPendingRecords
+    await before.flush();
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 3 }, 'the dropped one is named too, until it is recorded');
+    available = true;
+    await before.flush();
+    assert.equal(existsSync(journal), false);
+    assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 1, 1, 1]], 'the overflow drop, once');
+
+    const after = new Acquisition(new ScriptedSource([]), store, CONFIG, captureLogger().logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 0);
+  });
+
+  test('stopping with samples the store refused writes the journal at once, for the next process', async () => {
+    const first = await openStore();
+    const journal = journalOf(first);
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2)]]), first, CONFIG, captureLogger().logger);
+    await before.recoverLossJournal(journal);
+    before.sampleOnce();
+    await first.close();
+    await before.stop();
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2 });
+    const after = new Acquisition(new ScriptedSource([]), await reopen(first), CONFIG, captureLogger().logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 2);
   });
 });
 

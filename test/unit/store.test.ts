@@ -78,6 +78,24 @@ test('an append with one invalid record writes nothing', async () => {
   }
 });
 
+test('a note goes in with its append or not at all; keys outside "note:" are refused', async () => {
+  const { store } = await openStore();
+  try {
+    assert.equal(await store.note('note:journal'), undefined);
+    await store.append([rec('run', 0, 2)], [], { key: 'note:journal', value: 'one' });
+    assert.equal(await store.note('note:journal'), 'one');
+    const bad = { ...rec('run', 1, 2), priority: -1 };
+    await assert.rejects(store.append([bad], [], { key: 'note:journal', value: 'two' }), /priority/);
+    assert.equal(await store.note('note:journal'), 'one', 'a refused append leaves the note as it was');
+    await store.append([], [], { key: 'note:journal', value: 'three' });
+    assert.equal(await store.note('note:journal'), 'three', 'a note alone is an append too');
+    await assert.rejects(store.append([rec('run', 2, 2)], [], { key: 'epoch', value: 'x' }), /note key must be "note:"/);
+    await assert.rejects(store.note('schema_version'), /note key must be "note:"/);
+  } finally {
+    await store.close();
+  }
+});
+
 test('readPending returns unsent records in ascending seq order and resends only those sent before resendBefore', async () => {
   const { store } = await openStore();
   try {
