@@ -61,7 +61,7 @@ const validateHeartbeat = compileValidator<Heartbeat>(heartbeatSchema);
 export class HealthReporter {
   private readonly heartbeats = new Map<string, { receivedAt: number; heartbeat: Heartbeat }>();
   /** What SensorAcquisition's latest heartbeat added to its store counters since the one before. */
-  private acquisitionDelta = { appendFailures: 0, droppedOverflow: 0 };
+  private acquisitionDelta = { appendFailures: 0, droppedOverflow: 0, lostByPreviousProcess: 0 };
   private timer?: NodeJS.Timeout;
   private readonly cpu = new CpuUsage();
   private cpuBusyPercent = 0;
@@ -124,7 +124,7 @@ export class HealthReporter {
       // A shorter uptime is a restarted process: its counters start from 0 again.
       const restarted = before !== undefined && heartbeat.uptimeSec < before.uptimeSec;
       const growth = (name: string): number => counterGrowth(before?.metrics[name], heartbeat.metrics[name], restarted);
-      this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow') };
+      this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow'), lostByPreviousProcess: growth('lostByPreviousProcess') };
     }
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
     const status = this.evaluate(now).status;
@@ -150,6 +150,9 @@ export class HealthReporter {
     // The store refusing appends is data held in memory only, at risk if the process dies; past
     // maxPendingRecords it is data lost (reported to the cloud as acquisition-overflow later).
     const acquisition = this.heartbeats.get('SensorAcquisition');
+    if (acquisition && this.acquisitionDelta.lostByPreviousProcess > 0) {
+      worsen('unhealthy', `SensorAcquisition: ${this.acquisitionDelta.lostByPreviousProcess} samples held in memory were lost when its previous process ended (the cloud gets them as acquisition-overflow)`);
+    }
     if (acquisition && this.acquisitionDelta.droppedOverflow > 0) {
       worsen('unhealthy', `SensorAcquisition: ${this.acquisitionDelta.droppedOverflow} samples dropped since its previous heartbeat: the store refused them beyond maxPendingRecords`);
     } else if (acquisition && this.acquisitionDelta.appendFailures > 0) {

@@ -101,6 +101,28 @@ describe('HealthReporter: the store refusing the acquisition\'s appends', () => 
   });
 });
 
+describe('HealthReporter: samples a previous acquisition process lost', () => {
+  test('unhealthy for the first heartbeat of a process that found a loss journal, naming the count; healthy after', () => {
+    const { reporter } = reporterWith();
+    const acquisition = (lostByPreviousProcess: number, uptimeSec: number) => ({ ...heartbeat('SensorAcquisition', { appendFailures: 0, droppedOverflow: 0, pending: 0, lostByPreviousProcess }), uptimeSec });
+    const others = (at: number) => {
+      reporter.onHeartbeat(heartbeat('StreamBuffer'), at);
+      reporter.onHeartbeat(heartbeat('MqttPublisher'), at);
+    };
+    others(T);
+    reporter.onHeartbeat(acquisition(0, 100), T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+    others(T + 1000);
+    reporter.onHeartbeat(acquisition(37, 1), T + 1000); // restarted: a shorter uptime
+    const lost = reporter.evaluate(T + 1000);
+    assert.equal(lost.status, 'unhealthy');
+    assert.deepEqual(lost.reasons, ['SensorAcquisition: 37 samples held in memory were lost when its previous process ended (the cloud gets them as acquisition-overflow)']);
+    others(T + 2000);
+    reporter.onHeartbeat(acquisition(37, 2), T + 2000);
+    assert.equal(reporter.evaluate(T + 2000).status, 'healthy', 'said once: the count does not grow in the same process');
+  });
+});
+
 describe('HealthReporter: heartbeats', () => {
   test('healthy when every expected component sent a heartbeat within heartbeatIntervalMs * missedHeartbeats', () => {
     const { reporter } = reporterWith();
