@@ -124,7 +124,11 @@ export class HealthReporter {
       // A shorter uptime is a restarted process: its counters start from 0 again.
       const restarted = before !== undefined && heartbeat.uptimeSec < before.uptimeSec;
       const growth = (name: string): number => counterGrowth(before?.metrics[name], heartbeat.metrics[name], restarted);
-      this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow'), lostByPreviousProcess: growth('lostByPreviousProcess') };
+      // A loss found at start is news even to a reporter that never saw the process before it
+      // (after a reboot both start together): it counts from 0 when there is no earlier heartbeat.
+      const lostAtStart = heartbeat.metrics.lostByPreviousProcess;
+      const lostByPreviousProcess = before === undefined ? (typeof lostAtStart === 'number' && lostAtStart > 0 ? lostAtStart : 0) : growth('lostByPreviousProcess');
+      this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow'), lostByPreviousProcess };
     }
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });
     const status = this.evaluate(now).status;

@@ -8,7 +8,8 @@ import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
 import { countInto } from '../shared/heartbeat-metrics';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** The loss journal's file name, beside the store file. */
 export const LOSS_JOURNAL_FILE = 'sensor-acquisition-loss-journal.json';
@@ -25,6 +26,21 @@ const JOURNAL_REWRITE_MS = 1000;
 interface JournalState {
   id: string;
   remaining: Record<string, number>;
+}
+
+/** More samples than any configuration can hold in memory (maxPendingRecords at most 10,000,000, plus overflow counts). */
+const MAX_JOURNAL_COUNT = 1_000_000_000;
+
+/** A journal's per-stream counts, checked, or why they cannot be trusted into the store. */
+function checkedRemaining(value: unknown): Record<string, number> | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'remaining is not an object';
+  const out: Record<string, number> = {};
+  for (const [stream, count] of Object.entries(value)) {
+    if (!RECORD_KINDS.has(stream)) return `remaining names "${stream.slice(0, 64)}", which is not a stream`;
+    if (!Number.isSafeInteger(count) || (count as number) < 0 || (count as number) > MAX_JOURNAL_COUNT) return `remaining.${stream} is not a count: ${JSON.stringify(count)}`;
+    if ((count as number) > 0) out[stream] = count as number;
+  }
+  return out;
 }
 
 /**
@@ -75,6 +91,8 @@ export class Acquisition {
   private journalPath?: string;
   private journal?: JournalState & { coveredPending: number; coveredUnstored: Map<string, number> };
   private journalWrittenAt = 0;
+  private journalRewriteMs = JOURNAL_REWRITE_MS;
+  private lastAppendFailed = false;
   readonly clock: ClockMonitor;
   readonly metrics: AcquisitionMetrics = {
     sampled: 0,
@@ -109,41 +127,102 @@ export class Acquisition {
    * samples leaves both behind, and the next one, here, records the difference as lost
    * (acquisition-overflow): the cloud gets a loss report instead of a silent gap. Call before start.
    */
-  async recoverLossJournal(path: string): Promise<void> {
+  async recoverLossJournal(path: string, rewriteMs = JOURNAL_REWRITE_MS): Promise<void> {
     this.journalPath = path;
-    let file: JournalState;
-    try {
-      file = JSON.parse(readFileSync(path, 'utf8')) as JournalState;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.logger.error('loss journal unreadable; samples a previous process held may be lost unreported', { path, error: errorMessage(error) });
-      return;
-    }
-    let remaining = file.remaining ?? {};
-    try {
-      const note = await this.store.note(LOSS_JOURNAL_NOTE);
-      const progress = note ? (JSON.parse(note) as JournalState) : undefined;
+    this.journalRewriteMs = rewriteMs;
+    const file = this.readJournalFile(path);
+    if (!file) return;
+    let remaining = file.remaining;
+    if (file.epoch !== undefined && file.epoch !== this.store.epoch) {
+      // The store was replaced since: the old file's note went with it, so what of the journal
+      // it had taken is unknown; counted whole (the old epoch's loss may count some of it too).
+      this.logger.warn('loss journal from another store epoch: counted whole', { journalEpoch: file.epoch, epoch: this.store.epoch });
+    } else {
+      const progress = await this.readJournalNote();
       // The note of the same journal says what of it was stored since; another id, none of it.
-      if (progress?.id === file.id) remaining = progress.remaining ?? {};
-    } catch (error) {
-      this.logger.error('could not read the loss journal note; counting the whole journal as lost', { error: errorMessage(error) });
+      if (progress?.id === file.id) remaining = progress.remaining;
     }
+    const lostNow = new Map<string, number>();
     for (const [stream, count] of Object.entries(remaining)) {
-      if (!Number.isInteger(count) || count <= 0 || typeof stream !== 'string' || stream === '') continue;
       const lost = this.unstored.get(stream) ?? { stream, count: 0, bytes: 0 };
       lost.count += count;
       this.unstored.set(stream, lost);
+      lostNow.set(stream, count);
       this.metrics.lostByPreviousProcess += count;
     }
-    if (this.metrics.lostByPreviousProcess > 0) {
-      this.logger.error('samples held in memory by the previous process were lost when it ended; recorded as lost (acquisition-overflow)', {
-        streams: Object.fromEntries([...this.unstored.values()].map((u) => [u.stream, u.count])),
-        journal: file.id,
-      });
-      // A new journal names them at once: this process could end before it stores them.
-      this.writeJournal(true);
-    } else {
-      rmSync(path, { force: true });
+    if (this.metrics.lostByPreviousProcess === 0) {
+      this.removeJournalFile();
+      return;
+    }
+    this.logger.error('samples held in memory by the previous process were lost when it ended; recorded as lost (acquisition-overflow)', {
+      streams: Object.fromEntries(lostNow),
+      journal: file.id,
+    });
+    // A new journal names them at once: this process could end before it stores them.
+    if (!this.writeJournal(true)) {
+      // Carry on under the old journal's id, so the append that records them notes it as done:
+      // the next process must not count them again from the old file.
+      this.journal = { id: file.id, remaining: Object.fromEntries(lostNow), coveredPending: 0, coveredUnstored: lostNow };
+    }
+  }
+
+  /** The journal file, checked: a damaged or tampered one is set aside with an error, never trusted into the store. */
+  private readJournalFile(path: string): (JournalState & { epoch?: string }) | undefined {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.error('loss journal unreadable; samples a previous process held may be lost unreported', { path, error: errorMessage(error) });
+      return undefined;
+    }
+    const problem = (reason: string) => {
+      this.logger.error('loss journal is not valid; set aside, and what it named is lost unreported', { path, reason, setAsideAs: `${path}.invalid` });
+      try {
+        renameSync(path, `${path}.invalid`);
+      } catch (error) {
+        this.logger.error('could not set the invalid loss journal aside', { path, error: errorMessage(error) });
+      }
+      return undefined;
+    };
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      return problem(`not JSON: ${errorMessage(error)}`);
+    }
+    const journal = parsed as { id?: unknown; epoch?: unknown; remaining?: unknown } | null;
+    if (typeof journal !== 'object' || journal === null || typeof journal.id !== 'string') return problem('not an object with a string id');
+    const remaining = checkedRemaining(journal.remaining);
+    if (typeof remaining === 'string') return problem(remaining);
+    return { id: journal.id, remaining, ...(typeof journal.epoch === 'string' ? { epoch: journal.epoch } : {}) };
+  }
+
+  /** The store note of the journal's progress; retried, since counting without it may count stored samples twice. */
+  private async readJournalNote(): Promise<JournalState | undefined> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const note = await this.store.note(LOSS_JOURNAL_NOTE);
+        if (!note) return undefined;
+        const parsed = JSON.parse(note) as { id?: unknown; remaining?: unknown };
+        const remaining = checkedRemaining(parsed.remaining);
+        return typeof parsed.id === 'string' && typeof remaining !== 'string' ? { id: parsed.id, remaining } : undefined;
+      } catch (error) {
+        if (attempt >= 5) {
+          this.logger.error('could not read the loss journal note; counting the whole journal as lost (some of it may be in the store)', { error: errorMessage(error) });
+          return undefined;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
+  private removeJournalFile(): void {
+    if (!this.journalPath) return;
+    try {
+      rmSync(this.journalPath, { force: true });
+    } catch (error) {
+      // Harmless: the store note says nothing of it remains.
+      this.logger.warn('could not remove the loss journal', { path: this.journalPath, error: errorMessage(error) });
     }
   }
 
@@ -248,16 +327,21 @@ export class Acquisition {
       const batch = this.pending.slice(0, this.config.maxBatchRecords);
       const unstored = [...this.unstored.values()];
       let assigned: Array<{ stream: string; seq: number }>;
+      // While appends fail, each one may wait out the store's busy timeout (10 s): the samples
+      // that came since the journal was written are named before the wait, not after it.
+      if (this.lastAppendFailed && this.pending.length > (this.journal?.coveredPending ?? 0)) this.writeJournal(false);
       const appendStartedAt = new Date().toISOString();
       const progress = this.journalAfter(batch);
       try {
         assigned = await this.store.append(batch, unstored, progress && { key: LOSS_JOURNAL_NOTE, value: JSON.stringify({ id: progress.id, remaining: progress.remaining }) });
       } catch (error) {
         this.metrics.appendFailures += 1;
+        this.lastAppendFailed = true;
         this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
         this.writeJournal(false);
         return;
       }
+      this.lastAppendFailed = false;
       if (progress) this.journalStored(progress);
       if (unstored.length > 0) {
         this.unstored.clear();
@@ -311,7 +395,7 @@ export class Acquisition {
     if (Object.keys(journal.remaining).length > 0) return;
     this.journal = undefined;
     // The note already says nothing remains: a file left by a failed removal records no loss.
-    if (this.journalPath) rmSync(this.journalPath, { force: true });
+    this.removeJournalFile();
   }
 
   /**
@@ -319,9 +403,9 @@ export class Acquisition {
    * over the old). At most once a second while the store refuses appends; `force` for the moments
    * a process may end (stopping, or starting with a previous process's loss).
    */
-  private writeJournal(force: boolean): void {
-    if (!this.journalPath) return;
-    if (!force && this.journal && Date.now() - this.journalWrittenAt < JOURNAL_REWRITE_MS) return;
+  private writeJournal(force: boolean): boolean {
+    if (!this.journalPath) return false;
+    if (!force && this.journal && Date.now() - this.journalWrittenAt < this.journalRewriteMs) return false;
     const remaining: Record<string, number> = {};
     for (const record of this.pending) remaining[record.stream] = (remaining[record.stream] ?? 0) + 1;
     const coveredUnstored = new Map<string, number>();
@@ -329,17 +413,33 @@ export class Acquisition {
       remaining[lost.stream] = (remaining[lost.stream] ?? 0) + lost.count;
       coveredUnstored.set(lost.stream, lost.count);
     }
-    if (Object.keys(remaining).length === 0) return;
+    if (Object.keys(remaining).length === 0) return false;
     const journal = { id: randomUUID(), remaining, coveredPending: this.pending.length, coveredUnstored };
     try {
+      // Durable before any append can carry its id (fsync of the file, then of the folder after
+      // the rename): after a power cut, the file and the store's note must agree on which is which.
       const temporary = `${this.journalPath}.tmp`;
-      writeFileSync(temporary, JSON.stringify({ id: journal.id, remaining, writtenAt: new Date().toISOString() }));
+      const fd = openSync(temporary, 'w');
+      try {
+        writeSync(fd, JSON.stringify({ id: journal.id, epoch: this.store.epoch, remaining, writtenAt: new Date().toISOString() }));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(temporary, this.journalPath);
+      const folder = openSync(dirname(this.journalPath), 'r');
+      try {
+        fsyncSync(folder);
+      } finally {
+        closeSync(folder);
+      }
       this.journal = journal;
       this.journalWrittenAt = Date.now();
+      return true;
     } catch (error) {
       this.metrics.journalWriteFailures += 1;
       this.logger.error('could not write the loss journal; samples held in memory are lost unreported if this process ends now', { path: this.journalPath, error: errorMessage(error) });
+      return false;
     }
   }
 

@@ -53,7 +53,16 @@ test('samples held in memory when SensorAcquisition is SIGKILLed during a store 
   const summary = await running;
   assert.equal(summary.drained, true);
   assert.equal(summary.missing, 0, 'every seq is archived or declared gone');
+  // Exactly what the restarted process found, per stream, is what the cloud holds as lost: once.
+  const logged = readFileSync(join(root, 'greengrass', 'logs', `${SENSOR_ACQUISITION}.log`), 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('samples held in memory by the previous process were lost'))
+    .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as { streams: Record<string, number> });
+  assert.equal(logged.length, 1, 'one process found the journal');
+  assert.ok((logged[0].streams.motor ?? 0) > 0, JSON.stringify(logged[0]));
   const audit = await auditArchive(new LocalFolderArchive(join(root, 'cloud-archive')));
-  const motor = audit.streams.find((s) => s.stream === 'motor');
-  assert.ok((motor?.gone['acquisition-overflow'] ?? 0) > 0, `the cloud holds the loss with its reason: ${JSON.stringify(motor?.gone)}`);
+  for (const [stream, count] of Object.entries(logged[0].streams)) {
+    const archived = audit.streams.find((s) => s.stream === stream);
+    assert.equal(archived?.gone['acquisition-overflow'], count, `${stream}: the cloud holds the loss with its reason, once: ${JSON.stringify(archived?.gone)}`);
+  }
 });

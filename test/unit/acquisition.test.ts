@@ -1,6 +1,6 @@
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Acquisition, LOSS_JOURNAL_FILE, LOSS_JOURNAL_NOTE, type AcquisitionConfig } from '../../components/sensor-acquisition/acquisition';
@@ -334,14 +334,14 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
     const first = await openStore();
     const journal = journalOf(first);
     const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), run(1)], [motor(3)]]), first, CONFIG, captureLogger().logger);
-    await before.recoverLossJournal(journal);
+    await before.recoverLossJournal(journal, 60_000); // rewritten at most once a minute here, so the next check holds on a slow machine
     assert.equal(existsSync(journal), false, 'no journal while nothing is held');
     await first.close(); // the store refuses every append from now on
     before.sampleOnce();
     await before.flush();
     assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2, run: 1 });
     before.sampleOnce();
-    await before.flush(); // within a second of the last write: not rewritten
+    await before.flush(); // within the rewrite interval: not rewritten
     assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2, run: 1 });
     // The process ends here, SIGKILLed: no stop(), the four samples only in its memory.
 
@@ -367,11 +367,12 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
     let appendsLeft = 0;
     // The real store, whose appends fail on cue: refused, then one batch taken, then refused again.
     const flaky = {
+      epoch: store.epoch,
       append: (...args: Parameters<StreamStore['append']>) => (appendsLeft-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
       note: (key: string) => store.note(key),
     } as unknown as StreamStore;
     const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), flaky, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
-    await before.recoverLossJournal(journal);
+    await before.recoverLossJournal(journal, 60_000); // no rewrite within the test: the note must tell
     before.sampleOnce();
     await before.flush();
     assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 5 });
@@ -389,11 +390,85 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
     assert.deepEqual((await store.readPending('motor', 10, ALL)).map((r) => r.seq), [1, 2]);
   });
 
+  test('a journal written after the note (more samples, the store refusing again) is counted whole: the note of another journal says nothing of it', async () => {
+    const store = await openStore();
+    const journal = journalOf(store);
+    let appendsLeft = 0;
+    const flaky = {
+      epoch: store.epoch,
+      append: (...args: Parameters<StreamStore['append']>) => (appendsLeft-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
+      note: (key: string) => store.note(key),
+    } as unknown as StreamStore;
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)], [motor(6), motor(7)]]), flaky, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
+    await before.recoverLossJournal(journal, 0); // rewritten at every refusal
+    before.sampleOnce();
+    await before.flush();
+    appendsLeft = 1;
+    await before.flush(); // two stored, noted under the first journal; refused again
+    assert.deepEqual(JSON.parse((await store.note(LOSS_JOURNAL_NOTE))!).remaining, { motor: 3 });
+    before.sampleOnce();
+    await before.flush(); // two more samples, refused: a newer journal names all five held
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 5 });
+    // Ends here.
+
+    const after = new Acquisition(new ScriptedSource([]), store, CONFIG, captureLogger().logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 5, 'the file, not the older journal\'s note');
+    await after.flush();
+    assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 3, 7, 5]]);
+  });
+
+  test('a journal that cannot be rewritten at start still ends: the append that records its loss notes the old one done', async () => {
+    const store = await openStore();
+    const journal = journalOf(store);
+    writeFileSync(journal, JSON.stringify({ id: 'journal-of-a-dead-process', epoch: store.epoch, remaining: { motor: 4 } }));
+    mkdirSync(`${journal}.tmp`); // the rewrite's temporary file cannot be created
+    const { logger, entries } = captureLogger();
+    const after = new Acquisition(new ScriptedSource([]), store, CONFIG, logger);
+    await after.recoverLossJournal(journal);
+    assert.equal(after.metrics.lostByPreviousProcess, 4);
+    assert.equal(after.metrics.journalWriteFailures, 1);
+    assert.ok(entries.some((e) => e.level === 'error' && e.message.startsWith('could not write the loss journal')));
+    await after.flush();
+    assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 1, 4, 4]]);
+    assert.equal(existsSync(journal), false);
+    const next = new Acquisition(new ScriptedSource([]), store, CONFIG, captureLogger().logger);
+    await next.recoverLossJournal(journal);
+    assert.equal(next.metrics.lostByPreviousProcess, 0, 'not counted twice');
+  });
+
+  test('a damaged or tampered journal is set aside with an error and never reaches the store; sampling goes on', async () => {
+    for (const [content, reason] of [
+      ['null', /not an object with a string id/],
+      ['{"id":"x","remaining":{"motor":1e16}}', /remaining\.motor is not a count/],
+      ['{"id":"x","remaining":{"made-up":3}}', /names "made-up", which is not a stream/],
+      ['{"id":"x","remaining":[]}', /remaining is not an object/],
+      ['{not json', /not JSON/],
+    ] as const) {
+      const store = await openStore();
+      const journal = journalOf(store);
+      writeFileSync(journal, content);
+      const { logger, entries } = captureLogger();
+      const acquisition = new Acquisition(new ScriptedSource([[motor(1)]]), store, CONFIG, logger);
+      await acquisition.recoverLossJournal(journal);
+      const error = entries.find((e) => e.level === 'error' && e.message.startsWith('loss journal is not valid'));
+      assert.ok(error, `${content}: ${JSON.stringify(entries)}`);
+      assert.match(String(error.reason), reason);
+      assert.equal(existsSync(`${journal}.invalid`), true, 'kept for a person to read');
+      assert.equal(acquisition.metrics.lostByPreviousProcess, 0);
+      acquisition.sampleOnce();
+      await acquisition.flush();
+      assert.deepEqual((await store.readPending('motor', 10, ALL)).map((r) => r.seq), [1], `${content}: the store takes samples as before`);
+      assert.deepEqual(await drops(store), []);
+    }
+  });
+
   test('a recovery that stores everything removes the journal, and the next process records no loss', async () => {
     const store = await openStore();
     const journal = journalOf(store);
     let available = false;
     const flaky = {
+      epoch: store.epoch,
       append: (...args: Parameters<StreamStore['append']>) => (available ? store.append(...args) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
       note: (key: string) => store.note(key),
     } as unknown as StreamStore;

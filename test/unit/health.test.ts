@@ -121,6 +121,14 @@ describe('HealthReporter: samples a previous acquisition process lost', () => {
     reporter.onHeartbeat(acquisition(37, 2), T + 2000);
     assert.equal(reporter.evaluate(T + 2000).status, 'healthy', 'said once: the count does not grow in the same process');
   });
+
+  test('a reporter that starts with the acquisition (a reboot) still says it, from the first heartbeat it sees', () => {
+    const { reporter } = reporterWith();
+    reporter.onHeartbeat(heartbeat('StreamBuffer'), T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T);
+    reporter.onHeartbeat({ ...heartbeat('SensorAcquisition', { appendFailures: 0, droppedOverflow: 0, pending: 0, lostByPreviousProcess: 12 }), uptimeSec: 3 }, T);
+    assert.deepEqual(reporter.evaluate(T).reasons, ['SensorAcquisition: 12 samples held in memory were lost when its previous process ended (the cloud gets them as acquisition-overflow)']);
+  });
 });
 
 describe('HealthReporter: heartbeats', () => {
