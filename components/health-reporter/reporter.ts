@@ -125,9 +125,11 @@ export class HealthReporter {
       const restarted = before !== undefined && heartbeat.uptimeSec < before.uptimeSec;
       const growth = (name: string): number => counterGrowth(before?.metrics[name], heartbeat.metrics[name], restarted);
       // A loss found at start is news even to a reporter that never saw the process before it
-      // (after a reboot both start together): it counts from 0 when there is no earlier heartbeat.
+      // (after a reboot both start together), as long as that process has only just started: a
+      // reporter restarted alone must not announce an old loss again.
       const lostAtStart = heartbeat.metrics.lostByPreviousProcess;
-      const lostByPreviousProcess = before === undefined ? (typeof lostAtStart === 'number' && lostAtStart > 0 ? lostAtStart : 0) : growth('lostByPreviousProcess');
+      const justStarted = heartbeat.uptimeSec * 1000 <= 3 * this.config.heartbeatIntervalMs;
+      const lostByPreviousProcess = before === undefined ? (typeof lostAtStart === 'number' && lostAtStart > 0 && justStarted ? lostAtStart : 0) : growth('lostByPreviousProcess');
       this.acquisitionDelta = { appendFailures: growth('appendFailures'), droppedOverflow: growth('droppedOverflow'), lostByPreviousProcess };
     }
     this.heartbeats.set(heartbeat.component, { receivedAt: now, heartbeat });

@@ -8,7 +8,7 @@ import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
 import { countInto } from '../shared/heartbeat-metrics';
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** The loss journal's file name, beside the store file. */
@@ -93,6 +93,8 @@ export class Acquisition {
   private journalWrittenAt = 0;
   private journalRewriteMs = JOURNAL_REWRITE_MS;
   private lastAppendFailed = false;
+  /** The last failed append took at least the rewrite interval (it waited out a lock): the next write is not held back. */
+  private lastFailureWasSlow = false;
   readonly clock: ClockMonitor;
   readonly metrics: AcquisitionMetrics = {
     sampled: 0,
@@ -197,15 +199,13 @@ export class Acquisition {
     return { id: journal.id, remaining, ...(typeof journal.epoch === 'string' ? { epoch: journal.epoch } : {}) };
   }
 
-  /** The store note of the journal's progress; retried, since counting without it may count stored samples twice. */
+  /** The store note of the journal's progress; a failing read is retried, since counting without it may count stored samples twice. */
   private async readJournalNote(): Promise<JournalState | undefined> {
+    let note: string | undefined;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        const note = await this.store.note(LOSS_JOURNAL_NOTE);
-        if (!note) return undefined;
-        const parsed = JSON.parse(note) as { id?: unknown; remaining?: unknown };
-        const remaining = checkedRemaining(parsed.remaining);
-        return typeof parsed.id === 'string' && typeof remaining !== 'string' ? { id: parsed.id, remaining } : undefined;
+        note = await this.store.note(LOSS_JOURNAL_NOTE);
+        break;
       } catch (error) {
         if (attempt >= 5) {
           this.logger.error('could not read the loss journal note; counting the whole journal as lost (some of it may be in the store)', { error: errorMessage(error) });
@@ -214,6 +214,16 @@ export class Acquisition {
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
+    if (!note) return undefined;
+    try {
+      const parsed = JSON.parse(note) as { id?: unknown; remaining?: unknown } | null;
+      const remaining = checkedRemaining(parsed?.remaining);
+      if (typeof parsed?.id === 'string' && typeof remaining !== 'string') return { id: parsed.id, remaining };
+    } catch {
+      // reported below
+    }
+    this.logger.error('the loss journal note is not valid; counting the whole journal as lost', { note: note.slice(0, 200) });
+    return undefined;
   }
 
   private removeJournalFile(): void {
@@ -265,6 +275,8 @@ export class Acquisition {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sampleTimer) clearTimeout(this.sampleTimer);
+    // The flush below may wait out a lock past the stop timeout and be killed: journal first.
+    if (this.lastAppendFailed && this.journalBehind()) this.writeJournal(true);
     await this.flush();
     if (this.pending.length > 0 || this.unstored.size > 0) {
       const dropped = [...this.unstored.values()].reduce((n, u) => n + u.count, 0);
@@ -328,17 +340,20 @@ export class Acquisition {
       const unstored = [...this.unstored.values()];
       let assigned: Array<{ stream: string; seq: number }>;
       // While appends fail, each one may wait out the store's busy timeout (10 s): the samples
-      // that came since the journal was written are named before the wait, not after it.
-      if (this.lastAppendFailed && this.pending.length > (this.journal?.coveredPending ?? 0)) this.writeJournal(false);
+      // that came since the journal was written are named before that wait, not after it; after a
+      // wait that long, the interval between rewrites has passed anyway.
+      if (this.lastAppendFailed && this.journalBehind()) this.writeJournal(this.lastFailureWasSlow);
       const appendStartedAt = new Date().toISOString();
+      const attemptStarted = performance.now();
       const progress = this.journalAfter(batch);
       try {
         assigned = await this.store.append(batch, unstored, progress && { key: LOSS_JOURNAL_NOTE, value: JSON.stringify({ id: progress.id, remaining: progress.remaining }) });
       } catch (error) {
         this.metrics.appendFailures += 1;
         this.lastAppendFailed = true;
+        this.lastFailureWasSlow = performance.now() - attemptStarted >= this.journalRewriteMs;
         this.logger.error('append to the store failed; keeping the batch for the next flush', { records: batch.length, error: errorMessage(error) });
-        this.writeJournal(false);
+        if (this.journalBehind()) this.writeJournal(false);
         return;
       }
       this.lastAppendFailed = false;
@@ -372,6 +387,14 @@ export class Acquisition {
       // appendStartedAt: the publisher may read the committed rows before this line is written.
       this.logger.debug('records appended', { correlationId: correlationId(thing, stream, this.store.epoch, from, to), stream, epoch: this.store.epoch, seqFrom: from, seqTo: to, appendStartedAt });
     }
+  }
+
+  /** Whether samples held in memory are not all named in the journal file. */
+  private journalBehind(): boolean {
+    if (!this.journal) return this.pending.length > 0 || this.unstored.size > 0;
+    if (this.pending.length > this.journal.coveredPending) return true;
+    for (const lost of this.unstored.values()) if (lost.count > (this.journal.coveredUnstored.get(lost.stream) ?? 0)) return true;
+    return false;
   }
 
   /** What the journal will still name once this batch and every unstored count are stored. */
@@ -421,20 +444,25 @@ export class Acquisition {
       const temporary = `${this.journalPath}.tmp`;
       const fd = openSync(temporary, 'w');
       try {
-        writeSync(fd, JSON.stringify({ id: journal.id, epoch: this.store.epoch, remaining, writtenAt: new Date().toISOString() }));
+        writeFileSync(fd, JSON.stringify({ id: journal.id, epoch: this.store.epoch, remaining, writtenAt: new Date().toISOString() }));
         fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
       renameSync(temporary, this.journalPath);
-      const folder = openSync(dirname(this.journalPath), 'r');
-      try {
-        fsyncSync(folder);
-      } finally {
-        closeSync(folder);
-      }
+      // Renamed, it is the journal: the next process reads it whatever happens below.
       this.journal = journal;
       this.journalWrittenAt = Date.now();
+      try {
+        const folder = openSync(dirname(this.journalPath), 'r');
+        try {
+          fsyncSync(folder);
+        } finally {
+          closeSync(folder);
+        }
+      } catch (error) {
+        this.logger.warn('could not fsync the loss journal\'s folder; a power cut now may leave the previous journal', { path: this.journalPath, error: errorMessage(error) });
+      }
       return true;
     } catch (error) {
       this.metrics.journalWriteFailures += 1;

@@ -29,6 +29,7 @@ test('samples held in memory when SensorAcquisition is SIGKILLed during a store 
   const pipeline = new Pipeline({ root, thingName: 'journal-thing-01', drainTimeoutMs: 60_000, resume: true, timeScale: 20, logger: createLogger('loss-journal-test') });
   const running = pipeline.run();
   let release: (() => Promise<void>) | undefined;
+  let atKill: Record<string, number> = {};
   try {
     const motorAppended = async () => (await pipeline.storeStats())?.streams.find((s) => s.stream === 'motor')?.appended ?? 0;
     await waitFor('motor records', async () => (await motorAppended()) >= 10, 60_000, 200);
@@ -40,6 +41,16 @@ test('samples held in memory when SensorAcquisition is SIGKILLed during a store 
     const pid = pipeline.runtimeStatus()?.components[SENSOR_ACQUISITION]?.pid;
     assert.ok(pid, 'SensorAcquisition was running');
     process.kill(-pid, 'SIGKILL'); // its process group: the shell of its Run step and node
+    await waitFor('the killed process gone', () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10_000, 50);
+    // Final now: no append of the killed process succeeded since it was written.
+    atKill = (JSON.parse(readFileSync(journal, 'utf8')) as { remaining: Record<string, number> }).remaining;
     await release();
     release = undefined;
     // The runtime starts it again; the new process records what the journal named as lost.
@@ -60,6 +71,7 @@ test('samples held in memory when SensorAcquisition is SIGKILLed during a store 
     .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as { streams: Record<string, number> });
   assert.equal(logged.length, 1, 'one process found the journal');
   assert.ok((logged[0].streams.motor ?? 0) > 0, JSON.stringify(logged[0]));
+  assert.deepEqual(logged[0].streams, atKill, 'what it found is what the killed process held, as its journal named it');
   const audit = await auditArchive(new LocalFolderArchive(join(root, 'cloud-archive')));
   for (const [stream, count] of Object.entries(logged[0].streams)) {
     const archived = audit.streams.find((s) => s.stream === stream);

@@ -418,6 +418,34 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
     assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 3, 7, 5]]);
   });
 
+  test('after an append that waited out a lock, the samples that came meanwhile are journaled before the next append waits', async () => {
+    const store = await openStore();
+    const journal = journalOf(store);
+    // Each append waits (as for SQLite's busy timeout) and then fails, until the test lets one through.
+    const waits: Array<() => void> = [];
+    const flaky = {
+      epoch: store.epoch,
+      append: () => new Promise((_resolve, reject) => waits.push(() => reject(new Error('SQLITE_BUSY: database is locked')))),
+      note: (key: string) => store.note(key),
+    } as unknown as StreamStore;
+    const before = new Acquisition(new ScriptedSource([[motor(1), motor(2)], [motor(3), motor(4), motor(5)]]), flaky, CONFIG, captureLogger().logger);
+    await before.recoverLossJournal(journal, 200);
+    before.sampleOnce();
+    const first = before.flush();
+    await delay(20);
+    assert.equal(existsSync(journal), false, 'nothing journaled before the first failure');
+    await delay(300); // the wait outlasts the rewrite interval
+    waits.shift()!();
+    await first;
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 2 });
+    before.sampleOnce(); // the samples of the wait, caught up at the next tick
+    const second = before.flush();
+    await delay(20);
+    assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 5 }, 'named while the second append waits, not after it');
+    waits.shift()!();
+    await second;
+  });
+
   test('a journal that cannot be rewritten at start still ends: the append that records its loss notes the old one done', async () => {
     const store = await openStore();
     const journal = journalOf(store);

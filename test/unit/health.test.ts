@@ -129,6 +129,14 @@ describe('HealthReporter: samples a previous acquisition process lost', () => {
     reporter.onHeartbeat({ ...heartbeat('SensorAcquisition', { appendFailures: 0, droppedOverflow: 0, pending: 0, lostByPreviousProcess: 12 }), uptimeSec: 3 }, T);
     assert.deepEqual(reporter.evaluate(T).reasons, ['SensorAcquisition: 12 samples held in memory were lost when its previous process ended (the cloud gets them as acquisition-overflow)']);
   });
+
+  test('a reporter restarted alone does not announce a loss its acquisition found long ago', () => {
+    const { reporter } = reporterWith();
+    reporter.onHeartbeat(heartbeat('StreamBuffer'), T);
+    reporter.onHeartbeat(heartbeat('MqttPublisher'), T);
+    reporter.onHeartbeat({ ...heartbeat('SensorAcquisition', { appendFailures: 0, droppedOverflow: 0, pending: 0, lostByPreviousProcess: 12 }), uptimeSec: 7200 }, T);
+    assert.equal(reporter.evaluate(T).status, 'healthy');
+  });
 });
 
 describe('HealthReporter: heartbeats', () => {
