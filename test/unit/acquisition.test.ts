@@ -328,6 +328,16 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
     return next;
   }
   const journalOf = (store: StreamStore) => join(dirname(store.path), LOSS_JOURNAL_FILE);
+  /** The real store, whose appends are refused (as by a lock) until the test lets some through. */
+  function refusing(store: StreamStore): { flaky: StreamStore; letThrough: (appends: number) => void } {
+    let left = 0;
+    const flaky = {
+      epoch: store.epoch,
+      append: (...args: Parameters<StreamStore['append']>) => (left-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
+      note: (key: string) => store.note(key),
+    } as unknown as StreamStore;
+    return { flaky, letThrough: (appends) => (left = appends) };
+  }
   const drops = async (store: StreamStore) => (await store.unreportedDrops(10)).map((d) => [d.stream, d.reason, d.seqFrom, d.seqTo, d.count]);
 
   test('a process that ends while the store refuses appends leaves a journal; the next one records those samples as lost, before its own', async () => {
@@ -364,19 +374,14 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
   test('a recovery cut short: only what the appends had not stored yet is lost, by the note they kept in the store', async () => {
     const store = await openStore();
     const journal = journalOf(store);
-    let appendsLeft = 0;
-    // The real store, whose appends fail on cue: refused, then one batch taken, then refused again.
-    const flaky = {
-      epoch: store.epoch,
-      append: (...args: Parameters<StreamStore['append']>) => (appendsLeft-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
-      note: (key: string) => store.note(key),
-    } as unknown as StreamStore;
+    // Refused, then one batch taken, then refused again.
+    const { flaky, letThrough } = refusing(store);
     const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)]]), flaky, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
     await before.recoverLossJournal(journal, 60_000); // no rewrite within the test: the note must tell
     before.sampleOnce();
     await before.flush();
     assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 5 });
-    appendsLeft = 1;
+    letThrough(1);
     await before.flush();
     assert.equal(before.metrics.appended, 2, 'one batch of two stored, then refused again');
     assert.deepEqual(JSON.parse((await store.note(LOSS_JOURNAL_NOTE))!).remaining, { motor: 3 });
@@ -393,17 +398,12 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
   test('a journal written after the note (more samples, the store refusing again) is counted whole: the note of another journal says nothing of it', async () => {
     const store = await openStore();
     const journal = journalOf(store);
-    let appendsLeft = 0;
-    const flaky = {
-      epoch: store.epoch,
-      append: (...args: Parameters<StreamStore['append']>) => (appendsLeft-- > 0 ? store.append(...args) : Promise.reject(new Error('SQLITE_BUSY: database is locked'))),
-      note: (key: string) => store.note(key),
-    } as unknown as StreamStore;
+    const { flaky, letThrough } = refusing(store);
     const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3), motor(4), motor(5)], [motor(6), motor(7)]]), flaky, { ...CONFIG, maxBatchRecords: 2 }, captureLogger().logger);
     await before.recoverLossJournal(journal, 0); // rewritten at every refusal
     before.sampleOnce();
     await before.flush();
-    appendsLeft = 1;
+    letThrough(1);
     await before.flush(); // two stored, noted under the first journal; refused again
     assert.deepEqual(JSON.parse((await store.note(LOSS_JOURNAL_NOTE))!).remaining, { motor: 3 });
     before.sampleOnce();
@@ -494,18 +494,13 @@ describe('Acquisition: the loss journal (samples held in memory when a process e
   test('a recovery that stores everything removes the journal, and the next process records no loss', async () => {
     const store = await openStore();
     const journal = journalOf(store);
-    let available = false;
-    const flaky = {
-      epoch: store.epoch,
-      append: (...args: Parameters<StreamStore['append']>) => (available ? store.append(...args) : Promise.reject(new Error('SQLITE_FULL: database or disk is full'))),
-      note: (key: string) => store.note(key),
-    } as unknown as StreamStore;
+    const { flaky, letThrough } = refusing(store);
     const before = new Acquisition(new ScriptedSource([[motor(1), motor(2), motor(3)]]), flaky, { ...CONFIG, maxBatchRecords: 2, maxPendingRecords: 2 }, captureLogger().logger);
     await before.recoverLossJournal(journal);
     before.sampleOnce(); // three samples, room for two: one dropped past maxPendingRecords
     await before.flush();
     assert.deepEqual(JSON.parse(readFileSync(journal, 'utf8')).remaining, { motor: 3 }, 'the dropped one is named too, until it is recorded');
-    available = true;
+    letThrough(Number.POSITIVE_INFINITY);
     await before.flush();
     assert.equal(existsSync(journal), false);
     assert.deepEqual(await drops(store), [['motor', 'acquisition-overflow', 1, 1, 1]], 'the overflow drop, once');
