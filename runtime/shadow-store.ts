@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { replaceFileDurably } from '../components/shared/durable-file';
 import { join } from 'node:path';
 
 /**
@@ -365,15 +365,8 @@ export class ShadowStore {
   private write(thingName: string, shadowName: string, content: StoredFile): void {
     const path = this.pathOf(thingName, shadowName);
     mkdirSync(join(path, '..'), { recursive: true });
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(content));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
+    // A failed folder fsync only weakens durability across a power cut; the shadow is written.
+    replaceFileDurably(path, JSON.stringify(content), 0o600);
   }
 }
 

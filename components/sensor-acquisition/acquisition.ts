@@ -8,40 +8,10 @@ import type { SampledRecord, SensorSource } from './simulator';
 import type { RejectedInput } from './signals';
 import { countInto } from '../shared/heartbeat-metrics';
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { journalNoteValue, LOSS_JOURNAL_NOTE, LossJournalFile, parseJournalNote, type JournalState } from './loss-journal';
 
-/** The loss journal's file name, beside the store file. */
-export const LOSS_JOURNAL_FILE = 'sensor-acquisition-loss-journal.json';
-/** The store note the loss journal's progress is kept under (StreamStore AppendNote). */
-export const LOSS_JOURNAL_NOTE = 'note:acquisition-loss-journal';
 /** How often, at most, the journal file is rewritten while the store refuses appends. */
 const JOURNAL_REWRITE_MS = 1000;
-
-/**
- * What the loss journal file and its store note hold: samples of this process held in memory
- * (pending, or dropped past maxPendingRecords and not yet recorded), per stream, that a process
- * ending now would lose. The note is the same, minus what appends have stored since the file.
- */
-interface JournalState {
-  id: string;
-  remaining: Record<string, number>;
-}
-
-/** More samples than any configuration can hold in memory (maxPendingRecords at most 10,000,000, plus overflow counts). */
-const MAX_JOURNAL_COUNT = 1_000_000_000;
-
-/** A journal's per-stream counts, checked, or why they cannot be trusted into the store. */
-function checkedRemaining(value: unknown): Record<string, number> | string {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'remaining is not an object';
-  const out: Record<string, number> = {};
-  for (const [stream, count] of Object.entries(value)) {
-    if (!RECORD_KINDS.has(stream)) return `remaining names "${stream.slice(0, 64)}", which is not a stream`;
-    if (!Number.isSafeInteger(count) || (count as number) < 0 || (count as number) > MAX_JOURNAL_COUNT) return `remaining.${stream} is not a count: ${JSON.stringify(count)}`;
-    if ((count as number) > 0) out[stream] = count as number;
-  }
-  return out;
-}
 
 /**
  * Samples a sensor source on a jittered schedule, checks each record, stamps wall-clock and
@@ -88,7 +58,7 @@ export class Acquisition {
   private lastTickAt = 0;
   private stopped = false;
   /** The loss journal: its file, and what of the samples it names this process still holds. */
-  private journalPath?: string;
+  private journalFile?: LossJournalFile;
   private journal?: JournalState & { coveredPending: number; coveredUnstored: Map<string, number> };
   private journalWrittenAt = 0;
   private journalRewriteMs = JOURNAL_REWRITE_MS;
@@ -130,9 +100,9 @@ export class Acquisition {
    * (acquisition-overflow): the cloud gets a loss report instead of a silent gap. Call before start.
    */
   async recoverLossJournal(path: string, rewriteMs = JOURNAL_REWRITE_MS): Promise<void> {
-    this.journalPath = path;
+    this.journalFile = new LossJournalFile(path, this.logger);
     this.journalRewriteMs = rewriteMs;
-    const file = this.readJournalFile(path);
+    const file = this.journalFile.read();
     if (!file) return;
     let remaining = file.remaining;
     if (file.epoch !== undefined && file.epoch !== this.store.epoch) {
@@ -144,59 +114,26 @@ export class Acquisition {
       // The note of the same journal says what of it was stored since; another id, none of it.
       if (progress?.id === file.id) remaining = progress.remaining;
     }
-    const lostNow = new Map<string, number>();
     for (const [stream, count] of Object.entries(remaining)) {
       const lost = this.unstored.get(stream) ?? { stream, count: 0, bytes: 0 };
       lost.count += count;
       this.unstored.set(stream, lost);
-      lostNow.set(stream, count);
       this.metrics.lostByPreviousProcess += count;
     }
     if (this.metrics.lostByPreviousProcess === 0) {
-      this.removeJournalFile();
+      this.journalFile.remove();
       return;
     }
     this.logger.error('samples held in memory by the previous process were lost when it ended; recorded as lost (acquisition-overflow)', {
-      streams: Object.fromEntries(lostNow),
+      streams: remaining,
       journal: file.id,
     });
     // A new journal names them at once: this process could end before it stores them.
     if (!this.writeJournal(true)) {
       // Carry on under the old journal's id, so the append that records them notes it as done:
       // the next process must not count them again from the old file.
-      this.journal = { id: file.id, remaining: Object.fromEntries(lostNow), coveredPending: 0, coveredUnstored: lostNow };
+      this.journal = { id: file.id, remaining, coveredPending: 0, coveredUnstored: new Map(Object.entries(remaining)) };
     }
-  }
-
-  /** The journal file, checked: a damaged or tampered one is set aside with an error, never trusted into the store. */
-  private readJournalFile(path: string): (JournalState & { epoch?: string }) | undefined {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.error('loss journal unreadable; samples a previous process held may be lost unreported', { path, error: errorMessage(error) });
-      return undefined;
-    }
-    const problem = (reason: string) => {
-      this.logger.error('loss journal is not valid; set aside, and what it named is lost unreported', { path, reason, setAsideAs: `${path}.invalid` });
-      try {
-        renameSync(path, `${path}.invalid`);
-      } catch (error) {
-        this.logger.error('could not set the invalid loss journal aside', { path, error: errorMessage(error) });
-      }
-      return undefined;
-    };
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return problem(`not JSON: ${errorMessage(error)}`);
-    }
-    const journal = parsed as { id?: unknown; epoch?: unknown; remaining?: unknown } | null;
-    if (typeof journal !== 'object' || journal === null || typeof journal.id !== 'string') return problem('not an object with a string id');
-    const remaining = checkedRemaining(journal.remaining);
-    if (typeof remaining === 'string') return problem(remaining);
-    return { id: journal.id, remaining, ...(typeof journal.epoch === 'string' ? { epoch: journal.epoch } : {}) };
   }
 
   /** The store note of the journal's progress; a failing read is retried, since counting without it may count stored samples twice. */
@@ -214,26 +151,7 @@ export class Acquisition {
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
-    if (!note) return undefined;
-    try {
-      const parsed = JSON.parse(note) as { id?: unknown; remaining?: unknown } | null;
-      const remaining = checkedRemaining(parsed?.remaining);
-      if (typeof parsed?.id === 'string' && typeof remaining !== 'string') return { id: parsed.id, remaining };
-    } catch {
-      // reported below
-    }
-    this.logger.error('the loss journal note is not valid; counting the whole journal as lost', { note: note.slice(0, 200) });
-    return undefined;
-  }
-
-  private removeJournalFile(): void {
-    if (!this.journalPath) return;
-    try {
-      rmSync(this.journalPath, { force: true });
-    } catch (error) {
-      // Harmless: the store note says nothing of it remains.
-      this.logger.warn('could not remove the loss journal', { path: this.journalPath, error: errorMessage(error) });
-    }
+    return note ? parseJournalNote(note, this.logger) : undefined;
   }
 
   start(offsetMs: number): void {
@@ -280,7 +198,7 @@ export class Acquisition {
     await this.flush();
     if (this.pending.length > 0 || this.unstored.size > 0) {
       const dropped = [...this.unstored.values()].reduce((n, u) => n + u.count, 0);
-      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length, droppedNotRecorded: dropped, lossJournal: this.journalPath ?? null });
+      this.logger.error('stopping with records that could not be stored', { pending: this.pending.length, droppedNotRecorded: dropped, lossJournal: this.journalFile?.path ?? null });
       this.writeJournal(true);
     }
   }
@@ -347,7 +265,7 @@ export class Acquisition {
       const attemptStarted = performance.now();
       const progress = this.journalAfter(batch);
       try {
-        assigned = await this.store.append(batch, unstored, progress && { key: LOSS_JOURNAL_NOTE, value: JSON.stringify({ id: progress.id, remaining: progress.remaining }) });
+        assigned = await this.store.append(batch, unstored, progress && { key: LOSS_JOURNAL_NOTE, value: journalNoteValue(progress) });
       } catch (error) {
         this.metrics.appendFailures += 1;
         this.lastAppendFailed = true;
@@ -418,7 +336,7 @@ export class Acquisition {
     if (Object.keys(journal.remaining).length > 0) return;
     this.journal = undefined;
     // The note already says nothing remains: a file left by a failed removal records no loss.
-    this.removeJournalFile();
+    this.journalFile?.remove();
   }
 
   /**
@@ -427,7 +345,7 @@ export class Acquisition {
    * a process may end (stopping, or starting with a previous process's loss).
    */
   private writeJournal(force: boolean): boolean {
-    if (!this.journalPath) return false;
+    if (!this.journalFile) return false;
     if (!force && this.journal && Date.now() - this.journalWrittenAt < this.journalRewriteMs) return false;
     const remaining: Record<string, number> = {};
     for (const record of this.pending) remaining[record.stream] = (remaining[record.stream] ?? 0) + 1;
@@ -438,37 +356,13 @@ export class Acquisition {
     }
     if (Object.keys(remaining).length === 0) return false;
     const journal = { id: randomUUID(), remaining, coveredPending: this.pending.length, coveredUnstored };
-    try {
-      // Durable before any append can carry its id (fsync of the file, then of the folder after
-      // the rename): after a power cut, the file and the store's note must agree on which is which.
-      const temporary = `${this.journalPath}.tmp`;
-      const fd = openSync(temporary, 'w');
-      try {
-        writeFileSync(fd, JSON.stringify({ id: journal.id, epoch: this.store.epoch, remaining, writtenAt: new Date().toISOString() }));
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporary, this.journalPath);
-      // Renamed, it is the journal: the next process reads it whatever happens below.
-      this.journal = journal;
-      this.journalWrittenAt = Date.now();
-      try {
-        const folder = openSync(dirname(this.journalPath), 'r');
-        try {
-          fsyncSync(folder);
-        } finally {
-          closeSync(folder);
-        }
-      } catch (error) {
-        this.logger.warn('could not fsync the loss journal\'s folder; a power cut now may leave the previous journal', { path: this.journalPath, error: errorMessage(error) });
-      }
-      return true;
-    } catch (error) {
+    if (!this.journalFile.write(journal, this.store.epoch)) {
       this.metrics.journalWriteFailures += 1;
-      this.logger.error('could not write the loss journal; samples held in memory are lost unreported if this process ends now', { path: this.journalPath, error: errorMessage(error) });
       return false;
     }
+    this.journal = journal;
+    this.journalWrittenAt = Date.now();
+    return true;
   }
 
   private nextDelayMs(): number {

@@ -2,7 +2,8 @@ import { runComponent } from '../shared/component';
 import { openStoreWhenHealthy, storePathFromEnv } from '../shared/store-open';
 import { scheduleOffsetMs } from '../shared/schedule';
 import { dirname, join } from 'node:path';
-import { Acquisition, LOSS_JOURNAL_FILE } from './acquisition';
+import { Acquisition } from './acquisition';
+import { LOSS_JOURNAL_FILE } from './loss-journal';
 import { domainLimitsOf, sensorAcquisitionConfigSchema, type SensorAcquisitionConfig } from './config';
 import { buildSensorSource } from './sources';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import sqlite3 from 'sqlite3';
-import { LOSS_JOURNAL_FILE } from '../../components/sensor-acquisition/acquisition';
+import { LOSS_JOURNAL_FILE } from '../../components/sensor-acquisition/loss-journal';
 import { createLogger } from '../../components/shared/logger';
 import { auditArchive } from '../../cloud/audit';
 import { LocalFolderArchive } from '../../cloud/archive';
