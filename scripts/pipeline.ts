@@ -286,7 +286,9 @@ export class Pipeline {
     };
     writeFileSync(join(this.paths.deviceConfig, PLATFORM_FILE), JSON.stringify(platform, null, 2));
     for (const { recipe } of loadRecipes(join(PROJECT_ROOT, 'recipes'))) {
-      // Without a nucleus nothing reads nodeOptions; systemd sets NODE_OPTIONS (deploy/systemd/).
+      // Without a nucleus nothing reads nodeOptions from the file; the process gets it as
+      // NODE_OPTIONS, as a systemd unit sets it (deploy/systemd/).
+      this.nodeOptionsByComponent.set(recipe.ComponentName, String(recipe.ComponentConfiguration?.DefaultConfiguration?.nodeOptions ?? ''));
       const defaults = componentSettings(recipe.ComponentConfiguration?.DefaultConfiguration ?? {});
       const config = mergeConfiguration(defaults, (merge[recipe.ComponentName] as Record<string, unknown> | undefined) ?? {});
       writeFileSync(join(this.paths.deviceConfig, `${shortName(recipe.ComponentName)}.json`), JSON.stringify(config, null, 2));
@@ -315,15 +317,8 @@ export class Pipeline {
     this.store = await openStoreWhenHealthy(this.paths.store, this.options.logger);
   }
 
-  private nodeOptionsByComponent?: Map<string, string>;
-
-  /** A component's nodeOptions as its recipe ships it. */
-  private recipeNodeOptions(componentName: string): string {
-    this.nodeOptionsByComponent ??= new Map(
-      loadRecipes(join(PROJECT_ROOT, 'recipes')).map(({ recipe }) => [recipe.ComponentName, String(recipe.ComponentConfiguration?.DefaultConfiguration?.nodeOptions ?? '')]),
-    );
-    return this.nodeOptionsByComponent.get(componentName) ?? '';
-  }
+  /** Standalone: each component's nodeOptions as its recipe ships it (read with the recipes in writeDeviceConfiguration). */
+  private readonly nodeOptionsByComponent = new Map<string, string>();
 
   /** Standalone: starts (or starts again) one component process; it is restarted if it exits on its own. */
   startComponent(componentName: string): void {
@@ -342,7 +337,7 @@ export class Pipeline {
         STORE_PATH: this.paths.store,
         [STANDALONE_ENV]: this.paths.deviceConfig,
         // What the systemd unit sets: the recipe's nodeOptions default (deploy/systemd/).
-        NODE_OPTIONS: this.recipeNodeOptions(componentName),
+        NODE_OPTIONS: this.nodeOptionsByComponent.get(componentName) ?? '',
       },
     });
     const out = createWriteStream(logFile, { flags: 'a' });
