@@ -333,6 +333,26 @@ test('a client SIGKILLed mid-stream: its pub/sub and IoT Core subscriptions are 
   }
 });
 
+/** A client of the broker, subscribed to `filter` at QoS 1, that stamps each message as it arrives. */
+async function observe(brokerUrl: string, clientId: string, filter: string): Promise<{ client: MqttClient; arrivals: Array<{ topic: string; payload: Buffer; at: number }> }> {
+  const client = mqtt.connect(brokerUrl, { clientId });
+  const arrivals: Array<{ topic: string; payload: Buffer; at: number }> = [];
+  try {
+    await new Promise<void>((resolve, reject) => client.once('connect', () => resolve()).once('error', reject));
+    await new Promise<void>((resolve, reject) => client.subscribe(filter, { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+  } catch (error) {
+    client.end(true);
+    throw error;
+  }
+  client.on('message', (topic, payload) => arrivals.push({ topic, payload, at: performance.now() }));
+  return { client, arrivals };
+}
+
+/** COMPONENT's own IPC client on a runtime fixture, with its token. */
+function componentIpc(runtime: RuntimeFixture, loggerName: string): Promise<GreengrassIpc> {
+  return GreengrassIpc.connect({ logger: createLogger(loggerName), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+}
+
 /**
  * Sends `count` QoS 1 PublishToIoTCore through a runtime whose bridge reaches aedes through a proxy
  * with `latencyMs` each way. Returns the broker-side arrival times relative to the moment the first
@@ -341,22 +361,18 @@ test('a client SIGKILLed mid-stream: its pub/sub and IoT Core subscriptions are 
 async function arrivalsThroughSlowLink(count: number, latencyMs: number, maxInFlightPublishes?: number): Promise<number[]> {
   const broker = await startEmbeddedBroker();
   const proxy = await FaultProxy.start({ targetHost: '127.0.0.1', targetPort: broker.port });
-  const observer = mqtt.connect(broker.url, { clientId: `inflight-observer-${maxInFlightPublishes ?? 'default'}` });
-  const arrivals: Array<{ n: number; at: number }> = [];
+  const { client: observer, arrivals } = await observe(broker.url, `inflight-observer-${maxInFlightPublishes ?? 'default'}`, 'proto/inflight/#');
   let runtime: RuntimeFixture | undefined;
   let ipc: GreengrassIpc | undefined;
   try {
-    await new Promise<void>((resolve, reject) => observer.once('connect', () => resolve()).once('error', reject));
-    await new Promise<void>((resolve, reject) => observer.subscribe('proto/inflight/#', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
-    observer.on('message', (_topic, payload) => arrivals.push({ n: Number(payload.toString()), at: performance.now() }));
     runtime = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: proxy.url, ...(maxInFlightPublishes ? { maxInFlightPublishes } : {}) });
     await waitFor('the bridge connected through the proxy', () => proxy.stats().bytesDown > 0, 10_000, 20);
     proxy.setLatency(latencyMs);
-    ipc = await GreengrassIpc.connect({ logger: createLogger('inflight-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    ipc = await componentIpc(runtime, 'inflight-test');
     const handedOver = performance.now();
     for (let n = 0; n < count; n += 1) await ipc.publishToIoTCore(`proto/inflight/${n}`, String(n), { qos: 1 });
     await waitFor(`${count} messages at the broker`, () => arrivals.length >= count, 30_000, 10);
-    assert.deepEqual(arrivals.map((a) => a.n), [...Array(count).keys()], 'in publish order, each once');
+    assert.deepEqual(arrivals.map((a) => Number(a.payload.toString())), [...Array(count).keys()], 'in publish order, each once');
     return arrivals.map((a) => a.at - handedOver);
   } finally {
     await ipc?.close();
@@ -399,7 +415,7 @@ test('a SubscribeToIoTCore waiting for its SUBACK does not hold back the next re
   try {
     runtime = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: proxy.url });
     await waitFor('the bridge connected through the proxy', () => proxy.stats().bytesDown > 0, 10_000, 20);
-    ipc = await GreengrassIpc.connect({ logger: createLogger('async-subscribe-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    ipc = await componentIpc(runtime, 'async-subscribe-test');
     // The TCP connection stays up and nothing crosses it: the SUBACK never comes.
     proxy.blackhole(true);
     const order: string[] = [];
@@ -422,16 +438,12 @@ test('a SubscribeToIoTCore waiting for its SUBACK does not hold back the next re
 
 test('the IoT connection is paced as the nucleus paces it: 100 publishes/s and 512 KiB/s of payload, the rest waiting in the spooler', { timeout: 30_000 }, async () => {
   const broker = await startEmbeddedBroker();
-  const observer = mqtt.connect(broker.url, { clientId: 'pacing-observer' });
-  const arrivals: Array<{ topic: string; at: number }> = [];
+  const { client: observer, arrivals } = await observe(broker.url, 'pacing-observer', 'proto/pace/#');
   let runtime: RuntimeFixture | undefined;
   let ipc: GreengrassIpc | undefined;
   try {
-    await new Promise<void>((resolve, reject) => observer.once('connect', () => resolve()).once('error', reject));
-    await new Promise<void>((resolve, reject) => observer.subscribe('proto/pace/#', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
-    observer.on('message', (topic) => arrivals.push({ topic, at: performance.now() }));
     runtime = await startRuntime([testRecipe(COMPONENT, 'sleep 600', accessControl)], { brokerUrl: broker.url });
-    ipc = await GreengrassIpc.connect({ logger: createLogger('pacing-test'), socketPath: runtime.runtime.socketPath, authToken: runtime.runtime.tokenFor(COMPONENT)!, connectDeadlineMs: 10_000 });
+    ipc = await componentIpc(runtime, 'pacing-test');
     await waitFor('the bridge connected', () => (runtime!.runtime as unknown as { bridge: IotBridge }).bridge.connected, 10_000, 20);
 
     // Spreads are measured from the moment the publishes are handed over, not from the first
