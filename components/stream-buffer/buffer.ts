@@ -183,7 +183,9 @@ export class StreamBuffer {
           maxRecordAgeSec: this.config.maxRecordAgeSec,
         });
       }
-      maxAgeMs = capMs + allowanceMs;
+      // The monotonic clock has sub-millisecond fractions, so a jump can too; the store takes
+      // whole milliseconds, and rounding up keeps a record rather than ages it early.
+      maxAgeMs = capMs + Math.ceil(allowanceMs);
     }
     const result = await this.store.enforceRetention({
       maxBytes: this.config.maxStoreBytes,

@@ -238,6 +238,22 @@ test('retention applies the age cap by the wall clock and logs the drops of each
   }
 });
 
+test('a forward step measured against a monotonic clock with fractions of a millisecond still lets retention run', async () => {
+  const { store, logger, entries } = await setup();
+  try {
+    const clock = manualClock(T0);
+    const buffer = new StreamBuffer(store, { ...FAST, maxRecordAgeSec: 2 * 24 * 3600 }, logger, async () => {}, { clock });
+    await buffer.runRetentionOnce();
+    // The wall clock steps 3.5 h forward while 1.25 ms pass on the monotonic clock.
+    clock.advance(3.5 * 3600_000, 1.25);
+    await buffer.runRetentionOnce();
+    assert.equal(entries.some((e) => e.message === 'retention tick failed' || e.level === 'error'), false, JSON.stringify(entries.filter((e) => e.level === 'error')));
+    assert.ok(entries.some((e) => e.message.startsWith('wall clock jumped forward')));
+  } finally {
+    await store.close();
+  }
+});
+
 test('a forward step of the wall clock does not age records early; the allowance ends after one cap length', async () => {
   const { store, logger, entries } = await setup();
   try {
