@@ -57,6 +57,10 @@ test('samples held in memory when SensorAcquisition is SIGKILLed during a store 
     const log = join(root, 'greengrass', 'logs', `${SENSOR_ACQUISITION}.log`);
     await waitFor('the loss recorded by the next process', () => existsSync(log) && readFileSync(log, 'utf8').includes('samples held in memory by the previous process were lost'), 60_000, 200);
     await waitFor('the journal gone once recorded', () => !existsSync(journal), 60_000, 200);
+    // The loss report goes out on the publisher's next pass; the drain waits for records, not for
+    // reports, so the test waits for the cloud to hold it before it stops the device.
+    const archive = new LocalFolderArchive(join(root, 'cloud-archive'));
+    await waitFor('the loss at the cloud', async () => ((await auditArchive(archive)).streams.find((s) => s.stream === 'motor')?.gone['acquisition-overflow'] ?? 0) > 0, 60_000, 500);
   } finally {
     await release?.();
     pipeline.requestStop();
